@@ -1,0 +1,166 @@
+"""The `ser` command line. Each sub-command is a thin wrapper around a library function;
+all of them read the same typed config (`--profile`, `--config FILE.yaml`, `--set key=value`).
+
+Errors on bad input (`SerError`) are printed as one readable message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import labels
+from .config import PROFILES, Config, load_config
+from .errors import SerError
+from .manifest import format_problems, read_manifest, validate_manifest
+
+DEFAULT_SYNTH_DIR = Path("data/synth-small")
+DEFAULT_FIGURES_DIR = Path("figures")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):  # `ser` or `ser manifest` without an action
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(args.profile, args.config, args.set)
+        return args.handler(args, config) or 0
+    except SerError as error:
+        print(f"ser: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ser: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="named config profile")
+    common.add_argument("--config", metavar="YAML", help="YAML file overriding config fields")
+    common.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        help="override one config field, e.g. --set loss.alpha=0 (repeatable)")
+
+    parser = argparse.ArgumentParser(prog="ser", description="ser-workbench: speech emotion recognition from ambiguous speech.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    synth = commands.add_parser("synth", parents=[common], help="generate the synthetic corpus (no downloads)")
+    synth.add_argument("--out", required=True, type=Path, help="output folder")
+    synth.add_argument("--seed", type=int, help="corpus seed (default: synth.seed)")
+    synth.add_argument("--size", choices=("small", "medium", "large"), help="default: synth.size")
+    synth.set_defaults(handler=cmd_synth)
+
+    manifest = commands.add_parser("manifest", help="build or validate corpus manifests")
+    manifest_commands = manifest.add_subparsers(title="manifest commands", metavar="ACTION")
+    validate = manifest_commands.add_parser("validate", parents=[common], help="report every bad row of a manifest")
+    validate.add_argument("path", type=Path)
+    validate.add_argument("--no-audio", action="store_true", help="do not check that audio files exist")
+    validate.set_defaults(handler=cmd_manifest_validate)
+    emodb = manifest_commands.add_parser("emodb", parents=[common], help="manifest for EmoDB (Berlin)")
+    emodb.add_argument("--root", required=True, type=Path, help="EmoDB folder with wav/ and erkennung.txt")
+    emodb.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
+    emodb.set_defaults(handler=cmd_manifest_emodb)
+    iemocap = manifest_commands.add_parser("iemocap", parents=[common], help="manifest for IEMOCAP (your own copy)")
+    iemocap.add_argument("--root", required=True, type=Path, help="IEMOCAP folder with Session1..Session5")
+    iemocap.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
+    iemocap.add_argument("--self-assessments", action="store_true", help="also count the actors' own C-F/C-M tags")
+    iemocap.add_argument("--multi-tag", choices=("split", "each"), default="split",
+                         help="an evaluator's several tags share one vote (split) or get one each (each)")
+    iemocap.set_defaults(handler=cmd_manifest_iemocap)
+
+    part = commands.add_parser("partition", parents=[common], help="clear/ambiguous partition (Table II)")
+    part.add_argument("--manifest", required=True, type=Path)
+    part.add_argument("--json", action="store_true", help="print one JSON object")
+    part.set_defaults(handler=cmd_partition)
+
+    demo = commands.add_parser("demo", parents=[common], help="the main job on the embedded synthetic corpus")
+    demo.add_argument("--data", type=Path, default=DEFAULT_SYNTH_DIR, help="where the synthetic corpus goes")
+    demo.add_argument("--figures", type=Path, default=DEFAULT_FIGURES_DIR, help="where figures and tables go")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def cmd_synth(args, config: Config) -> int:
+    from .corpora.synth import synthesize_corpus
+
+    seed = config.synth.seed if args.seed is None else args.seed
+    size = args.size or config.synth.size
+    started = time.perf_counter()
+    manifest_path = synthesize_corpus(args.out, seed=seed, size=size, progress=True)
+    print(f"wrote {manifest_path} ({size}, seed {seed}) in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_manifest_validate(args, config: Config) -> int:
+    problems = validate_manifest(args.path, check_audio=not args.no_audio)
+    if problems:
+        print(format_problems(args.path, problems), file=sys.stderr)
+        return 1
+    frame = read_manifest(args.path)
+    print(f"{args.path}: valid, {len(frame)} utterances, {frame['speaker'].nunique()} speakers")
+    return 0
+
+
+def cmd_manifest_emodb(args, config: Config) -> int:
+    from .corpora.emodb import build_emodb_manifest
+
+    _print_summary(build_emodb_manifest(args.root, args.out), args.out)
+    return 0
+
+
+def cmd_manifest_iemocap(args, config: Config) -> int:
+    from .corpora.iemocap import build_iemocap_manifest
+
+    summary = build_iemocap_manifest(args.root, args.out, self_assessments=args.self_assessments,
+                                     multi_tag=args.multi_tag)
+    _print_summary(summary, args.out)
+    return 0
+
+
+def cmd_partition(args, config: Config) -> int:
+    summary = labels.summarize(labels.partition(read_manifest(args.manifest), config.data))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(labels.format_table(summary))
+        print(f"\n{summary['ambiguous_fraction']:.1%} ambiguous; {summary['dropped']} dropped "
+              f"(majority for an emotion outside {', '.join(summary['classes'])}, or no target vote)")
+    return 0
+
+
+def cmd_demo(args, config: Config) -> int:
+    from .corpora.synth import synthesize_corpus
+    from .plots import plot_partition, save_figure
+
+    started = time.perf_counter()
+    manifest_path = args.data / "manifest.csv"
+    if not manifest_path.exists():
+        print(f"generating the synthetic corpus in {args.data} ...")
+        synthesize_corpus(args.data, seed=config.synth.seed, size=config.synth.size, progress=True)
+    summary = labels.summarize(labels.partition(read_manifest(manifest_path, check_audio=True), config.data))
+    print(labels.format_table(summary))
+
+    from .atomic import atomic_write_text
+
+    table_path = args.figures / "partition_table.md"
+    atomic_write_text(table_path, "# Clear / ambiguous partition (Table II style)\n\n"
+                      + labels.format_table(summary, markdown=True) + "\n")
+    figure_path = save_figure(plot_partition(summary).figure, args.figures / "partition.png")
+    print(f"\nwrote {table_path} and {figure_path} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _print_summary(summary, out: Path) -> None:
+    if dataclasses.is_dataclass(summary):
+        summary = dataclasses.asdict(summary)
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

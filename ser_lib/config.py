@@ -1,0 +1,244 @@
+"""One typed configuration for the CLI, the notebooks' papermill parameters and sweeps.
+
+`Config` nests one dataclass per part of the method. Defaults live here and nowhere
+else; named profiles (`PROFILES`) are sets of overrides on top of them, `paper` being
+the settings of the paper (§V-C, Table I). Every entry point builds its config with
+`load_config(profile, yaml_path, overrides)`, where overrides are dotted keys such as
+``{"loss.alpha": 0.0}`` or CLI strings such as ``"loss.alpha=0"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_CLASSES = ("anger", "happiness", "sadness", "neutral")
+OTHER = "other"
+LOSS_TERMS = ("cor", "ic")
+# How a long utterance is cut (see ser_lib.audio.segment_bounds).
+SEGMENTATIONS = ("equal", "chunks")
+
+
+@dataclass
+class DataConfig:
+    """Labels and segmentation (§III-B, §V-C)."""
+
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    # An utterance is clear when one class has strictly more than this share of all votes.
+    clear_threshold: float = 0.5
+    sample_rate: int = 16000
+    max_segment_s: float = 7.0
+    min_segment_s: float = 1.5
+    # "equal": ceil(duration / max_segment_s) equal segments; "chunks": max_segment_s chunks + remainder.
+    segmentation: str = "equal"
+    # Average multichannel files to mono (else refuse them) and resample other rates with
+    # soxr (else refuse them).
+    mixdown: bool = True
+    resample: bool = True
+
+    def validate(self) -> None:
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"data.classes must be at least two distinct names, got {self.classes!r}")
+        if OTHER in self.classes:
+            raise ConfigError(f"data.classes must not contain {OTHER!r}: it collects non-target votes")
+        if not 0.0 <= self.clear_threshold < 1.0:
+            raise ConfigError(f"data.clear_threshold must be in [0, 1), got {self.clear_threshold}")
+        if self.sample_rate <= 0:
+            raise ConfigError(f"data.sample_rate must be positive, got {self.sample_rate}")
+        if not 0 < self.min_segment_s <= self.max_segment_s:
+            raise ConfigError(
+                f"need 0 < data.min_segment_s <= data.max_segment_s, got "
+                f"{self.min_segment_s} and {self.max_segment_s}"
+            )
+        if self.segmentation not in SEGMENTATIONS:
+            raise ConfigError(f"data.segmentation must be one of {SEGMENTATIONS}, got {self.segmentation!r}")
+        for name in ("mixdown", "resample"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"data.{name} must be true or false, got {getattr(self, name)!r}")
+
+
+@dataclass
+class FeatureConfig:
+    """Kaldi-compatible log-mel filterbanks (§V-C)."""
+
+    num_mel_bins: int = 40
+    frame_length_ms: float = 40.0
+    frame_shift_ms: float = 10.0
+    preemphasis: float = 0.97
+    low_freq: float = 20.0
+    # Kaldi convention: a value <= 0 is an offset from Nyquist, so 0 means Nyquist.
+    high_freq: float = 0.0
+    remove_dc_offset: bool = True
+
+    def validate(self) -> None:
+        if self.num_mel_bins <= 0:
+            raise ConfigError(f"features.num_mel_bins must be positive, got {self.num_mel_bins}")
+        if self.frame_length_ms <= 0 or self.frame_shift_ms <= 0:
+            raise ConfigError("features.frame_length_ms and features.frame_shift_ms must be positive")
+        if not 0.0 <= self.preemphasis <= 1.0:
+            raise ConfigError(f"features.preemphasis must be in [0, 1], got {self.preemphasis}")
+
+
+@dataclass
+class LossConfig:
+    """Label correction (eq. 6) and the joint loss (eqs. 7-11)."""
+
+    alpha: float = 0.3
+    beta: float = 0.1
+    # Loss terms per subset (eq. 11, Table IX): "cor" = weighted soft cross-entropy (eq. 7),
+    # "ic" = enhanced inter-class difference loss (eqs. 9-10).
+    clear_terms: tuple[str, ...] = ("cor",)
+    ambiguous_terms: tuple[str, ...] = ("cor", "ic")
+    # Which label u in eq. 10 uses on ambiguous samples. The paper does not say;
+    # we use the corrected label y_c ("corrected") and offer the observed y_s ("observed").
+    ic_target: str = "corrected"
+    # Inverse-frequency class weights in eq. 7 (computed from clear training labels).
+    class_weights: bool = True
+
+    def validate(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"loss.alpha must be in [0, 1], got {self.alpha}")
+        if self.beta < 0.0:
+            raise ConfigError(f"loss.beta must be >= 0, got {self.beta}")
+        for name in ("clear_terms", "ambiguous_terms"):
+            terms = getattr(self, name)
+            unknown = [t for t in terms if t not in LOSS_TERMS]
+            if unknown or not terms:
+                raise ConfigError(f"loss.{name} must be a non-empty subset of {LOSS_TERMS}, got {terms!r}")
+        if self.ic_target not in ("corrected", "observed"):
+            raise ConfigError(f"loss.ic_target must be 'corrected' or 'observed', got {self.ic_target!r}")
+
+
+@dataclass
+class SynthConfig:
+    """The embedded synthetic corpus (`ser synth`)."""
+
+    size: str = "small"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.size not in ("small", "medium", "large"):
+            raise ConfigError(f"synth.size must be small, medium or large, got {self.size!r}")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    seed: int = 0
+    cache_dir: str = "data/cache"
+
+    def validate(self) -> "Config":
+        for part in (self.data, self.features, self.loss, self.synth):
+            part.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# Named profiles: overrides on top of the defaults above (which are the paper's).
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "demo": {"synth.size": "small"},
+}
+
+
+def load_config(
+    profile: str = "paper",
+    yaml_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | list[str] | None = None,
+) -> Config:
+    """Build a validated config: defaults <- profile <- YAML file <- overrides."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    config = Config()
+    apply_overrides(config, PROFILES[profile])
+    if yaml_path is not None:
+        apply_overrides(config, _flatten(_read_yaml(Path(yaml_path))))
+    if isinstance(overrides, list):
+        overrides = parse_override_strings(overrides)
+    apply_overrides(config, overrides or {})
+    return config.validate()
+
+
+def parse_override_strings(items: list[str]) -> dict[str, str]:
+    """Turn CLI strings ``key=value`` into a mapping; values are coerced later by type."""
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> None:
+    """Set dotted keys on `config` in place, coercing values to the field's type."""
+    for dotted, value in overrides.items():
+        *parents, name = dotted.split(".")
+        target = config
+        for part in parents:
+            target = getattr(target, part, None)
+            if not dataclasses.is_dataclass(target):
+                raise ConfigError(f"unknown config key {dotted!r}")
+        hints = typing.get_type_hints(type(target))
+        if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
+            raise ConfigError(f"unknown config key {dotted!r}")
+        setattr(target, name, _coerce(value, hints[name], dotted))
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    try:
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return tuple(value)
+        if annotation is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if annotation in (int, float, str):
+            return annotation(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: cannot read {value!r} as {annotation}") from None
+    return value
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(tree, Mapping):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return tree
