@@ -20,7 +20,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import soundfile
 
 from .atomic import atomic_write_text
 from .config import OTHER
@@ -100,6 +102,23 @@ def read_manifest(path: str | Path, check_audio: bool = False) -> pd.DataFrame:
 
 def audio_path(frame: pd.DataFrame, relative: str) -> Path:
     return Path(frame.attrs["root"]) / relative
+
+
+def utterance_durations(frame: pd.DataFrame) -> np.ndarray:
+    """Seconds per utterance: ``end - start`` when given, else ``duration``, else the file header."""
+    durations = np.full(len(frame), np.nan)
+    if "start" in frame.columns and "end" in frame.columns:
+        durations = (frame["end"] - frame["start"]).to_numpy(dtype=float)
+    if "duration" in frame.columns:
+        durations = np.where(np.isnan(durations), frame["duration"].to_numpy(dtype=float), durations)
+    for i in np.flatnonzero(np.isnan(durations)):
+        path = audio_path(frame, frame["path"].iloc[i])
+        try:
+            durations[i] = soundfile.info(str(path)).duration
+        except (RuntimeError, soundfile.LibsndfileError) as exc:
+            raise ManifestError(f"{path}: cannot read the audio header ({exc}) of utt_id "
+                                f"{frame['utt_id'].iloc[i]!r}") from None
+    return durations
 
 
 def write_manifest(frame: pd.DataFrame, path: str | Path) -> Path:
