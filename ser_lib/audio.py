@@ -15,13 +15,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
+import pandas as pd
 import soundfile
 import soxr
 import torch
 
-from .config import SEGMENTATIONS
+from .config import SEGMENTATIONS, DataConfig
 from .errors import AudioError
 
 # Audio whose peak amplitude is below this (-120 dBFS) is refused as silent. An int16 file
@@ -83,6 +85,17 @@ def load_audio(
     if info.samplerate != sample_rate:
         waveform = soxr.resample(waveform, info.samplerate, sample_rate, quality="HQ")
     return torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+
+
+def load_utterance(row: Mapping, root: str | Path, config: DataConfig) -> torch.Tensor:
+    """The waveform of one manifest row (``path`` relative to `root`, optional start/end)."""
+    start, end = (row.get(k) for k in ("start", "end"))
+    return load_audio(
+        Path(root) / row["path"], config.sample_rate,
+        start=None if start is None or pd.isna(start) else float(start),
+        end=None if end is None or pd.isna(end) else float(end),
+        mixdown=config.mixdown, resample=config.resample,
+    )
 
 
 def _frame_range(path: Path, info, start: float | None, end: float | None) -> tuple[int, int]:

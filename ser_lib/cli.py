@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     iemocap.add_argument("--self-assessments", action="store_true", help="also count the actors' own C-F/C-M tags")
     iemocap.add_argument("--multi-tag", choices=("split", "each"), default="split",
                          help="an evaluator's several tags share one vote (split) or get one each (each)")
+    iemocap.add_argument("--audio", choices=("dialog", "sentences"), default="dialog",
+                         help="dialog wav cut by start/end (default), or the per-turn sentences/wav files "
+                              "(mono; use them if your dialog wavs hold both actors on two channels)")
     iemocap.set_defaults(handler=cmd_manifest_iemocap)
 
     part = commands.add_parser("partition", parents=[common], help="clear/ambiguous partition (Table II)")
@@ -117,7 +120,7 @@ def cmd_manifest_iemocap(args, config: Config) -> int:
     from .corpora.iemocap import build_iemocap_manifest
 
     summary = build_iemocap_manifest(args.root, args.out, self_assessments=args.self_assessments,
-                                     multi_tag=args.multi_tag)
+                                     multi_tag=args.multi_tag, audio=args.audio)
     _print_summary(summary, args.out)
     return 0
 

@@ -66,13 +66,17 @@ def consensus_labels(target_votes: np.ndarray, other_votes: np.ndarray, threshol
     votes = np.concatenate([target_votes, other_votes[:, None]], axis=1)
     total = votes.sum(axis=1)
     winner = votes.argmax(axis=1)
-    has_majority = votes.max(axis=1) > threshold * total
+    # A relative tolerance keeps exact ties (e.g. split IEMOCAP votes of 1/3 written to CSV)
+    # from turning into majorities through float rounding.
+    has_majority = votes.max(axis=1) > threshold * total * (1 + 1e-9)
     return np.where(has_majority, winner, -1)
 
 
-def multi_hot_labels(target_votes: np.ndarray, min_votes: float = 1.0) -> np.ndarray:
-    """Eq. 3: 1 for every target class that received at least `min_votes` votes."""
-    return (target_votes >= min_votes).astype(np.float64)
+def multi_hot_labels(target_votes: np.ndarray, min_votes: float | None = None) -> np.ndarray:
+    """Eq. 3: 1 for every target class that received a vote (at least `min_votes` if given;
+    fractional votes, e.g. an IEMOCAP evaluator's split vote, count)."""
+    chosen = target_votes > 0 if min_votes is None else target_votes >= min_votes
+    return chosen.astype(np.float64)
 
 
 def partition(frame: pd.DataFrame, config: DataConfig | None = None) -> pd.DataFrame:

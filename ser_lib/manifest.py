@@ -129,7 +129,7 @@ def write_manifest(frame: pd.DataFrame, path: str | Path) -> Path:
         raise ManifestError(format_problems(path, problems))
     frame = frame[_canonical_order(frame.columns)]
     buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n", float_format="%.6g")
+    frame.to_csv(buffer, index=False, lineterminator="\n", float_format="%.12g")
     atomic_write_text(path, buffer.getvalue())
     return path
 

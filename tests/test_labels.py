@@ -63,6 +63,18 @@ def test_consensus_and_multi_hot():
     assert consensus_labels(np.array([[1.0, 0, 0, 0]]), np.array([3.0]), 0.5).tolist() == [4]
     assert multi_hot_labels(votes).tolist() == [[1, 1, 0, 0], [1, 1, 1, 0]]
     assert multi_hot_labels(votes, min_votes=2).tolist() == [[1, 0, 0, 0], [0, 0, 0, 0]]
+    assert multi_hot_labels(np.array([[0.5, 0, 1 / 3, 0]])).tolist() == [[1, 0, 1, 0]]
+
+
+def test_split_votes_written_to_csv_keep_exact_ties(tmp_path):
+    from ser_lib.manifest import read_manifest, write_manifest
+
+    # Five evaluators whose split votes give other exactly half of all votes: a tie, not a majority.
+    other = 1 + 1 / 6 + 1 + 1 / 3  # 2.5000000000000004 in floating point
+    frame = manifest([("s", 2.5, 0, 0, 0, other)])
+    assert partition(frame)["subset"].tolist() == ["ambiguous"]
+    written = read_manifest(write_manifest(frame, tmp_path / "m.csv"))
+    assert partition(written)["subset"].tolist() == ["ambiguous"]
 
 
 votes_strategy = st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]),

@@ -1,0 +1,1 @@
+"""Corpus manifest builders: one module per corpus (EmoDB, IEMOCAP, the synthetic corpus)."""
