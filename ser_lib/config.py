@@ -129,17 +129,108 @@ class SynthConfig:
             raise ConfigError(f"synth.size must be small, medium or large, got {self.size!r}")
 
 
+MODEL_VARIANTS = ("full", "spatial", "temporal", "integrated")
+TINY_ENCODER = "tiny"
+
+
+@dataclass
+class ModelConfig:
+    """The spatial-temporal model (§IV) and its Table VII ablation variants."""
+
+    # "full" = multi-level fusion (eqs. 29-30); "integrated" = spatial-temporal concatenation;
+    # "spatial" / "temporal" = one branch only.
+    variant: str = "full"
+    # "tiny" (a small randomly initialised Wav2Vec2, offline) or a Hugging Face name / local path.
+    encoder: str = "facebook/wav2vec2-base-960h"
+    # Time masking of the Wav2Vec2 features during training (the model's own mask_time_prob).
+    mask_time_prob: float = 0.05
+    # Spatial CNN: channels of each of the three parallel kernels, then of the five 3x3 convs.
+    parallel_channels: int = 8
+    conv_channels: tuple[int, ...] = (32, 48, 64, 80, 96)
+    # Multi-level fusion: the three fully connected layers on the concatenation (eq. 29);
+    # the last one is the fused dimension of eq. 30.
+    fusion_dims: tuple[int, ...] = (256, 128, 128)
+    classifier_hidden: int = 64
+    dropout: float = 0.2
+
+    def validate(self) -> None:
+        if self.variant not in MODEL_VARIANTS:
+            raise ConfigError(f"model.variant must be one of {MODEL_VARIANTS}, got {self.variant!r}")
+        if not self.encoder:
+            raise ConfigError(f"model.encoder must be {TINY_ENCODER!r}, a Hugging Face name or a local path")
+        if not 0.0 <= self.mask_time_prob < 1.0:
+            raise ConfigError(f"model.mask_time_prob must be in [0, 1), got {self.mask_time_prob}")
+        if len(self.conv_channels) != 5 or len(self.fusion_dims) != 3:
+            raise ConfigError("model.conv_channels needs 5 entries and model.fusion_dims 3 "
+                              f"(got {self.conv_channels!r} and {self.fusion_dims!r})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    """Two-stage training (Algorithm 1) with the settings of Table I."""
+
+    lr: float = 1e-5
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    max_epochs: int = 100
+    patience: int = 16
+    # Stage 1 fine-tunes the temporal branch on clear samples; 0 epochs skips it (Mp from scratch).
+    stage1_max_epochs: int = 100
+    # "auto" picks CUDA, then MPS, then CPU.
+    device: str = "auto"
+    # DataLoader worker processes; -1 = one per CPU core, at most 8.
+    num_workers: int = 0
+    # Batches of similar lengths, so little compute goes to padding.
+    bucket_by_length: bool = True
+    # Gradient-norm clipping (0 = off).
+    grad_clip: float = 5.0
+
+    def validate(self) -> None:
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"train.lr must be > 0 and train.weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.stage1_max_epochs < 0:
+            raise ConfigError(f"train.stage1_max_epochs must be >= 0, got {self.stage1_max_epochs}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"train.device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        if self.num_workers < -1:
+            raise ConfigError(f"train.num_workers must be >= -1, got {self.num_workers}")
+
+
+@dataclass
+class EvalConfig:
+    """Leave-one-speaker-out evaluation (§V-A)."""
+
+    # Validation set for early stopping: "session" = the other speaker of the test speaker's
+    # session (leak-free, the IEMOCAP convention); "paper" = the test speaker itself, as the
+    # paper describes (optimistic: early stopping sees the test speaker).
+    validation: str = "session"
+    # Speakers to hold out; empty = all (one fold per speaker).
+    folds: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if self.validation not in ("session", "paper"):
+            raise ConfigError(f"eval.validation must be 'session' or 'paper', got {self.validation!r}")
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     cache_dir: str = "data/cache"
 
     def validate(self) -> "Config":
-        for part in (self.data, self.features, self.loss, self.synth):
+        for part in (self.data, self.features, self.loss, self.synth, self.model, self.train, self.eval):
             part.validate()
         return self
 
@@ -153,7 +244,16 @@ class Config:
 # Named profiles: overrides on top of the defaults above (which are the paper's).
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "demo": {"synth.size": "small"},
+    # Small and fast, offline: a tiny randomly initialised encoder, a larger learning rate and
+    # few epochs, so the whole demo runs in minutes on a laptop CPU.
+    "demo": {
+        "synth.size": "small",
+        "model.encoder": TINY_ENCODER,
+        "train.lr": 1e-3,
+        "train.max_epochs": 8,
+        "train.patience": 4,
+        "train.stage1_max_epochs": 3,
+    },
 }
 
 
