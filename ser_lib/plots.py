@@ -63,3 +63,106 @@ def plot_soft_labels(soft: np.ndarray, classes, ax: plt.Axes | None = None, titl
     if titles is not None:
         ax.legend(fontsize="small")
     return ax
+
+
+def plot_confusion(confusion, classes, ax: plt.Axes | None = None, normalize: bool = True) -> plt.Axes:
+    """Confusion matrix (rows = true class) as in Fig. 5: row-normalised percentages, with counts.
+
+    A row without samples stays blank. With ``normalize=False`` the colours show counts.
+    """
+    counts = np.asarray(confusion, dtype=np.float64)
+    support = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(100 * counts, support, out=np.zeros_like(counts), where=support > 0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.1 * len(classes) + 1.5, 1.1 * len(classes) + 1))
+    shown = shares if normalize else counts
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=100 if normalize else max(counts.max(), 1))
+    for (i, j), count in np.ndenumerate(counts):
+        if support[i, 0] == 0:
+            continue
+        dark = shown[i, j] > 0.6 * image.get_clim()[1]
+        ax.text(j, i, f"{shares[i, j]:.1f}%\n({int(count)})", ha="center", va="center", fontsize="small",
+                color="white" if dark else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of true class" if normalize else "samples")
+    return ax
+
+
+def plot_learning_curves(history: list[dict], ax: plt.Axes | None = None) -> plt.Axes:
+    """Training loss (left axis) and validation WA / UA (right axis) over epochs.
+
+    `history` rows hold epoch, stage, train_loss, val_wa, val_ua (missing values are skipped).
+    When a stage restarts its epoch count, it is drawn after the previous one; a dotted line
+    marks where each stage begins.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    scores = ax.twinx()
+    x, offset, previous_stage, last_x = [], 0, None, 0
+    for row in history:
+        if row.get("stage") != previous_stage:
+            if previous_stage is not None:
+                offset = last_x if row["epoch"] <= last_x else 0
+            start = row["epoch"] + offset
+            ax.axvline(start, color="0.7", linestyle=":", linewidth=1)
+            ax.text(start, 1.0, f" stage {row.get('stage')}", transform=ax.get_xaxis_transform(),
+                    va="bottom", fontsize="small", color="0.4")
+            previous_stage = row.get("stage")
+        x.append(row["epoch"] + offset)
+        last_x = x[-1]
+    x = np.asarray(x, dtype=np.float64)
+    for axis, key, label, style in ((ax, "train_loss", "train loss", "k-"), (scores, "val_wa", "val WA", "C0o-"),
+                                    (scores, "val_ua", "val UA", "C1s-")):
+        values = np.array([np.nan if row.get(key) is None else row[key] for row in history], dtype=np.float64)
+        if np.isfinite(values).any():
+            keep = np.isfinite(values)
+            axis.plot(x[keep], values[keep], style, label=label, markersize=3)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_ylabel("training loss")
+    scores.set_ylabel("validation accuracy (%)")
+    handles = ax.get_legend_handles_labels()[0] + scores.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="center right")
+    return ax
+
+
+def plot_label_drift(runs: dict[str, list[tuple[float, float]]], ax: plt.Axes | None = None,
+                     ylabel: str = "mean JS divergence to the true label (bits)") -> plt.Axes:
+    """One line per run (name -> [(epoch, value), ...]): how far labels are from the truth over epochs."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for name, points in runs.items():
+        epochs, values = zip(*sorted(points)) if points else ((), ())
+        ax.plot(epochs, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    if runs:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def plot_tsne(embedding_2d, labels, classes, ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
+    """Scatter of 2-D embeddings (e.g. t-SNE of fused features), one colour per class.
+
+    `labels` are class names or indices into `classes`.
+    """
+    points = np.asarray(embedding_2d, dtype=np.float64)
+    labels = np.asarray(labels)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
+        raise ValueError(f"need [N, 2] points and N labels, got {points.shape} and {labels.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    for k, name in enumerate(classes):
+        chosen = labels == (k if np.issubdtype(labels.dtype, np.integer) else name)
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, label=f"{name} ({int(chosen.sum())})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize="small", markerscale=1.5)
+    if title:
+        ax.set_title(title)
+    return ax
