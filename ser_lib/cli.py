@@ -20,6 +20,7 @@ from .manifest import format_problems, read_manifest, validate_manifest
 
 DEFAULT_SYNTH_DIR = Path("data/synth-small")
 DEFAULT_FIGURES_DIR = Path("figures")
+DEFAULT_DEMO_RUN = Path("runs/demo")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,10 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--json", action="store_true", help="print one JSON object")
     part.set_defaults(handler=cmd_partition)
 
+    train = commands.add_parser("train", parents=[common], help="train and evaluate one LOSO fold (two stages)")
+    train.add_argument("--manifest", required=True, type=Path)
+    train.add_argument("--fold", required=True, help="the held-out (test) speaker")
+    train.add_argument("--out", required=True, type=Path, help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    train.set_defaults(handler=cmd_train)
+
+    loso = commands.add_parser("loso", parents=[common], help="leave-one-speaker-out: all or some folds, aggregated")
+    loso.add_argument("--manifest", required=True, type=Path)
+    loso.add_argument("--out", required=True, type=Path, help="run folder")
+    loso.add_argument("--folds", help="comma-separated test speakers (default: eval.folds, or all)")
+    loso.add_argument("--resume", action="store_true", help="skip finished folds, continue an interrupted one")
+    loso.set_defaults(handler=cmd_loso)
+
+    predict = commands.add_parser("predict", parents=[common], help="emotion distribution of an audio file")
+    predict.add_argument("file", type=Path)
+    predict.add_argument("--checkpoint", type=Path, help="a model.pt (default: the model of the last `make demo`)")
+    predict.add_argument("--json", action="store_true", help="print {class: probability}")
+    predict.set_defaults(handler=cmd_predict)
+
     demo = commands.add_parser("demo", parents=[common], help="the main job on the embedded synthetic corpus")
     demo.add_argument("--data", type=Path, default=DEFAULT_SYNTH_DIR, help="where the synthetic corpus goes")
+    demo.add_argument("--out", type=Path, default=DEFAULT_DEMO_RUN, help="run folder")
     demo.add_argument("--figures", type=Path, default=DEFAULT_FIGURES_DIR, help="where figures and tables go")
-    demo.set_defaults(handler=cmd_demo)
+    demo.add_argument("--num-folds", type=int, default=2, help="LOSO folds to run (the first speakers)")
+    demo.set_defaults(handler=cmd_demo, profile="demo")
     return parser
 
 
@@ -136,26 +159,53 @@ def cmd_partition(args, config: Config) -> int:
     return 0
 
 
+def cmd_train(args, config: Config) -> int:
+    from .experiment import run_loso
+
+    config.eval.folds = (args.fold,)
+    results = run_loso(config, args.manifest, args.out, resume=args.resume)
+    print(_results_line(results, args.out))
+    return 0
+
+
+def cmd_loso(args, config: Config) -> int:
+    from .experiment import run_loso
+    from .results import format_markdown
+
+    if args.folds:
+        config.eval.folds = tuple(s.strip() for s in args.folds.split(",") if s.strip())
+    results = run_loso(config, args.manifest, args.out, resume=args.resume)
+    print(format_markdown(results))
+    print(_results_line(results, args.out))
+    return 0
+
+
+def cmd_predict(args, config: Config) -> int:
+    from .predict import DEFAULT_CHECKPOINT, predict_file
+
+    distribution = predict_file(args.file, args.checkpoint or DEFAULT_CHECKPOINT, config.train.device)
+    if args.json:
+        print(json.dumps(distribution))
+    else:
+        for name, probability in sorted(distribution.items(), key=lambda item: -item[1]):
+            print(f"{name:>12s}  {probability:6.3f}  {'#' * round(40 * probability)}")
+    return 0
+
+
 def cmd_demo(args, config: Config) -> int:
-    from .corpora.synth import synthesize_corpus
-    from .plots import plot_partition, save_figure
+    from .experiment import run_demo
 
     started = time.perf_counter()
-    manifest_path = args.data / "manifest.csv"
-    if not manifest_path.exists():
-        print(f"generating the synthetic corpus in {args.data} ...")
-        synthesize_corpus(args.data, seed=config.synth.seed, size=config.synth.size, progress=True)
-    summary = labels.summarize(labels.partition(read_manifest(manifest_path, check_audio=True), config.data))
-    print(labels.format_table(summary))
-
-    from .atomic import atomic_write_text
-
-    table_path = args.figures / "partition_table.md"
-    atomic_write_text(table_path, "# Clear / ambiguous partition (Table II style)\n\n"
-                      + labels.format_table(summary, markdown=True) + "\n")
-    figure_path = save_figure(plot_partition(summary).figure, args.figures / "partition.png")
-    print(f"\nwrote {table_path} and {figure_path} in {time.perf_counter() - started:.1f} s")
+    run_demo(config, args.data, args.out, args.figures, num_folds=args.num_folds)
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _results_line(results: dict, out: Path) -> str:
+    optimistic = " (optimistic: validated on the test speaker)" if results.get("optimistic") else ""
+    return (f"WA {results['wa']:.2f}% (95% CI {results['wa_ci'][0]:.2f}-{results['wa_ci'][1]:.2f}), "
+            f"UA {results['ua']:.2f}% (95% CI {results['ua_ci'][0]:.2f}-{results['ua_ci'][1]:.2f}) over "
+            f"{len(results['folds'])} fold(s){optimistic}; results in {out}")
 
 
 def _print_summary(summary, out: Path) -> None:

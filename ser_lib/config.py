@@ -123,10 +123,14 @@ class SynthConfig:
 
     size: str = "small"
     seed: int = 0
+    # Processes rendering audio; the corpus is byte-identical for any number.
+    workers: int = 2
 
     def validate(self) -> None:
         if self.size not in ("small", "medium", "large"):
             raise ConfigError(f"synth.size must be small, medium or large, got {self.size!r}")
+        if self.workers < 1:
+            raise ConfigError(f"synth.workers must be at least 1, got {self.workers}")
 
 
 MODEL_VARIANTS = ("full", "spatial", "temporal", "integrated")
@@ -268,7 +272,7 @@ def load_config(
     config = Config()
     apply_overrides(config, PROFILES[profile])
     if yaml_path is not None:
-        apply_overrides(config, _flatten(_read_yaml(Path(yaml_path))))
+        apply_overrides(config, flatten(_read_yaml(Path(yaml_path))))
     if isinstance(overrides, list):
         overrides = parse_override_strings(overrides)
     apply_overrides(config, overrides or {})
@@ -321,12 +325,12 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, dotted + "."))
+            flat.update(flatten(value, dotted + "."))
         else:
             flat[dotted] = value
     return flat

@@ -24,3 +24,7 @@ class AudioError(SerError, ValueError):
 
 class CorpusError(SerError, ValueError):
     """A corpus' own metadata (listening-test table, EmoEvaluation file) is malformed."""
+
+
+class TrainingError(SerError, RuntimeError):
+    """Training cannot go on: a non-finite loss (naming the batch's utterances) or a bad checkpoint."""

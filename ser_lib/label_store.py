@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_write
-from .divergence import DISTANCES, as_numpy
+from .divergence import DISTANCES, as_numpy, js_divergence
 from .errors import SerError
 
 FORMAT = "ser_lib.LabelStore"
@@ -187,6 +187,31 @@ class LabelStore:
     def observed(self, sample_id: str) -> np.ndarray:
         """The observed label y_s [K]."""
         return self._observed[self._lookup(sample_id)].copy()
+
+    def true(self, sample_id: str) -> np.ndarray:
+        """The known true distribution [K]; NaN when unknown."""
+        return self._true[self._lookup(sample_id)].copy()
+
+    def subset(self, sample_id: str) -> str:
+        return self._subset[self._lookup(sample_id)]
+
+    def divergence_to_truth(self, kind: str = "corrected") -> pd.DataFrame:
+        """Mean JS divergence (bits) of the labels to the true distributions per epoch, over the
+        samples whose truth is known; epoch -1 is the observed label y_s. Empty without truth."""
+        _check_kind(kind)
+        known = [i for i in self._ids if np.isfinite(self._true[self._row[i]]).all()]
+        if not known:
+            return pd.DataFrame(columns=["epoch", "js_to_true", "samples"])
+        true = np.array([self._true[self._row[i]] for i in known])
+        observed = np.array([self._observed[self._row[i]] for i in known])
+        rows = [{"epoch": -1, "js_to_true": float(js_divergence(observed, true).mean()), "samples": len(known)}]
+        histories = np.stack([self.history(i, kind) for i in known])  # [N, E, K]
+        for e, epoch in enumerate(self.epochs):
+            recorded = np.isfinite(histories[:, e]).all(axis=1)
+            if recorded.any():
+                divergence = js_divergence(histories[recorded, e], true[recorded]).mean()
+                rows.append({"epoch": epoch, "js_to_true": float(divergence), "samples": int(recorded.sum())})
+        return pd.DataFrame(rows)
 
     def history(self, sample_id: str, kind: str = "corrected") -> np.ndarray:
         """Epoch means [E, K] over `self.epochs` ("corrected" y_c or "predicted" y_g);

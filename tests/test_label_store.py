@@ -148,3 +148,19 @@ def test_an_all_masked_batch_records_nothing():
     store = LabelStore(CLASSES)
     store.record(0, ["c"], batch(["c"]), batch(["c"]), mask=torch.tensor([False]))
     assert store.epochs == [] and store.ids == []
+
+
+def test_divergence_to_truth_per_epoch():
+    store = LabelStore(["a", "b"])
+    store.register(["x", "y"], [[0.5, 0.5], [1.0, 0.0]], subset="ambiguous", true=[[1.0, 0.0], [1.0, 0.0]])
+    store.record(0, ["x", "y"], [[0.5, 0.5], [1.0, 0.0]], [[0.75, 0.25], [1.0, 0.0]])
+    store.record(1, ["x"], [[0.5, 0.5]], [[1.0, 0.0]])
+    table = store.divergence_to_truth()
+    assert table["epoch"].tolist() == [-1, 0, 1]
+    assert table["samples"].tolist() == [2, 2, 1]
+    js_half = float(js_divergence(np.array([0.5, 0.5]), np.array([1.0, 0.0])))
+    np.testing.assert_allclose(table["js_to_true"], [js_half / 2, float(js_divergence(
+        np.array([0.75, 0.25]), np.array([1.0, 0.0]))) / 2, 0.0], atol=1e-12)
+    np.testing.assert_allclose(store.true("x"), [1.0, 0.0])
+    assert store.subset("y") == "ambiguous"
+    assert LabelStore(["a", "b"]).divergence_to_truth().empty
