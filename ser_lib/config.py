@@ -311,7 +311,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if origin is tuple:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
-            return tuple(value)
+            item_type = typing.get_args(annotation)[0]
+            return tuple(_coerce(v, item_type, key) for v in value)
         if annotation is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):

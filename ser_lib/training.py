@@ -334,7 +334,7 @@ def _copy_state(model: torch.nn.Module) -> dict:
 def _check_finite(per_sample: torch.Tensor, batch: dict, stage: str, epoch: int) -> None:
     bad = ~torch.isfinite(per_sample.detach())
     if bool(bad.any()):
-        ids = [batch["utt_ids"][i] for i in torch.flatnonzero(bad).tolist()]
+        ids = [batch["utt_ids"][i] for i in torch.nonzero(bad).flatten().tolist()]
         raise TrainingError(f"{stage} epoch {epoch}: non-finite loss for utterance(s) {ids}; "
                             f"lower train.lr or check these files")
 

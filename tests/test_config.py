@@ -55,3 +55,11 @@ def test_every_profile_is_valid_and_serialisable():
         config = load_config(name)
         assert isinstance(config, Config)
         assert '"alpha"' in config.to_json()
+
+
+def test_tuple_fields_coerce_their_items():
+    config = load_config("paper", overrides=["model.conv_channels=8,16,24,32,40", "eval.folds=03,08"])
+    assert config.model.conv_channels == (8, 16, 24, 32, 40)
+    assert config.eval.folds == ("03", "08")
+    with pytest.raises(ConfigError, match="model.conv_channels"):
+        load_config("paper", overrides={"model.conv_channels": "8,x,8,8,8"})

@@ -1,0 +1,60 @@
+"""Shared fixtures: the small synthetic corpus (generated once per test session) and the
+path of the real EmoDB corpus beside the repository, when it is there."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EMODB_ROOT = (ROOT.parent / "shared" / "data" / "emodb").resolve()
+needs_emodb = pytest.mark.skipif(not (EMODB_ROOT / "erkennung.txt").exists(),
+                                 reason=f"EmoDB not found at {EMODB_ROOT}")
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """Manifest path of the `small` synthetic corpus with the default seed."""
+    from ser_lib.config import SynthConfig
+    from ser_lib.corpora.synth import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("synth-small")
+    return synthesize_corpus(out, seed=SynthConfig().seed, size="small", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A manifest of 4 speakers in 2 sessions with 8 short utterances each: a harmonic tone whose
+    pitch and loudness follow the class, plus noise. Small enough to train on in seconds."""
+    import numpy as np
+    import pandas as pd
+    import soundfile
+
+    root = tmp_path_factory.mktemp("tiny-corpus")
+    rng = np.random.default_rng(0)
+    classes = ["anger", "happiness", "sadness", "neutral"]
+    pitch = {"anger": 220.0, "happiness": 300.0, "sadness": 110.0, "neutral": 160.0}
+    rows = []
+    for session in ("S1", "S2"):
+        for gender in ("F", "M"):
+            speaker = f"{session}{gender}"
+            for i in range(8):
+                name = classes[i % 4]
+                votes = dict.fromkeys(classes, 0)
+                if i < 6:  # clear: 3 of 3 votes
+                    votes[name] = 3
+                else:  # ambiguous: split between two classes
+                    votes[name], votes[classes[(i + 1) % 4]] = 2, 2
+                seconds = 1.0 + 0.25 * (i % 3)
+                t = np.arange(int(16000 * seconds)) / 16000
+                f0 = pitch[name] * (1.15 if gender == "F" else 1.0)
+                wave = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in (1, 2, 3))
+                wave = (0.1 + 0.1 * (name == "anger")) * wave + 0.01 * rng.standard_normal(len(t))
+                path = f"wav/{speaker}_{i}.wav"
+                (root / "wav").mkdir(exist_ok=True)
+                soundfile.write(root / path, wave.astype(np.float32), 16000, subtype="PCM_16")
+                rows.append({"utt_id": f"{speaker}_{i}", "path": path, "speaker": speaker, "session": session,
+                             **{f"votes_{c}": v for c, v in votes.items()}, "votes_other": 0,
+                             **{f"true_{c}": v / sum(votes.values()) for c, v in votes.items()}})
+    manifest = root / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    return manifest

@@ -1,0 +1,122 @@
+"""Two-stage training end to end on a tiny corpus: results, resume, errors, prediction."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ser_lib.cli import main as ser
+from ser_lib.config import load_config
+from ser_lib.errors import TrainingError
+from ser_lib.experiment import load_partition, run_loso
+from ser_lib.folds import loso_folds
+from ser_lib.label_store import LabelStore
+from ser_lib.predict import predict_file
+from ser_lib.training import train_fold
+
+QUICK = {"train.batch_size": 4, "train.stage1_max_epochs": 2, "train.max_epochs": 3, "train.patience": 10,
+         "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8}
+
+
+def quick_config(tmp_path, **overrides):
+    return load_config("demo", overrides={**QUICK, "cache_dir": str(tmp_path / "cache"), **overrides})
+
+
+def fold_of(config, manifest, speaker="S1F"):
+    parted = load_partition(manifest, config)
+    config.eval.folds = (speaker,)
+    return parted, loso_folds(parted, config.eval)[0]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_corpus, tmp_path):
+    config = quick_config(tmp_path)
+    parted, fold = fold_of(config, tiny_corpus)
+    straight = train_fold(config, parted, fold, tmp_path / "straight", progress=False)
+
+    def stop_in_stage2(stage, epoch):
+        if (stage, epoch) == ("stage2", 1):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_fold(config, parted, fold, tmp_path / "resumed", progress=False, on_epoch_end=stop_in_stage2)
+    assert not (tmp_path / "resumed" / "fold_result.json").exists()
+    resumed = train_fold(config, parted, fold, tmp_path / "resumed", resume=True, progress=False)
+
+    for key in ("wa", "ua", "confusion", "js_observed_to_true", "js_corrected_to_true", "best_epoch"):
+        assert resumed[key] == straight[key], key
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    a = LabelStore.load(tmp_path / "straight" / "label_history.npz")
+    b = LabelStore.load(tmp_path / "resumed" / "label_history.npz")
+    assert a.epochs == b.epochs == [0, 1, 2]
+    for sample_id in a.ids:
+        np.testing.assert_array_equal(a.history(sample_id), b.history(sample_id))
+    weights_a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
+    weights_b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_loso_run_folder_and_ambiguous_labels_move(tiny_corpus, tmp_path):
+    config = quick_config(tmp_path, **{"eval.folds": "S1F,S2M"})
+    results = run_loso(config, tiny_corpus, tmp_path / "run", progress=False)
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert written["wa"] == results["wa"] and 0 <= written["ua"] <= 100
+    assert [f["speaker"] for f in written["folds"]] == ["S1F", "S2M"]
+    assert len(written["wa_ci"]) == 2 and "js_corrected_to_true" in written
+    for name in ("results.md", "predictions.csv", "fold-S1F/label_history.npz", "fold-S2M/model.pt"):
+        assert (tmp_path / "run" / name).exists(), name
+    store = LabelStore.load(tmp_path / "run" / "fold-S1F" / "label_history.npz")
+    assert len(store.ids) == 4  # the ambiguous utterances of the two training speakers (S2F, S2M)
+    drift = store.drifts()
+    assert (drift > 0).all(), "with alpha=0.3 every corrected label differs from the observed one"
+
+
+def test_alpha_zero_keeps_the_observed_labels(tiny_corpus, tmp_path):
+    config = quick_config(tmp_path, **{"loss.alpha": 0.0, "train.stage1_max_epochs": 0, "train.max_epochs": 1})
+    parted, fold = fold_of(config, tiny_corpus)
+    record = train_fold(config, parted, fold, tmp_path / "fold", progress=False)
+    assert record["js_corrected_to_true"] == pytest.approx(record["js_observed_to_true"])
+
+
+def test_non_finite_loss_stops_with_the_utterance_ids(tiny_corpus, tmp_path, monkeypatch):
+    from ser_lib import losses
+
+    original = losses.JointLoss.forward
+
+    def poisoned(self, logits, y_soft, ambiguous):
+        loss, parts = original(self, logits, y_soft, ambiguous)
+        parts["per_sample"] = parts["per_sample"].clone()
+        parts["per_sample"][0] = float("nan")
+        return loss, parts
+
+    monkeypatch.setattr(losses.JointLoss, "forward", poisoned)
+    config = quick_config(tmp_path)
+    parted, fold = fold_of(config, tiny_corpus)
+    with pytest.raises(TrainingError, match=r"stage1 epoch 0: non-finite loss for utterance\(s\) \['S"):
+        train_fold(config, parted, fold, tmp_path / "fold", progress=False)
+
+
+def test_cli_train_and_predict(tiny_corpus, tmp_path, capsys):
+    sets = [arg for key, value in {**QUICK, "cache_dir": str(tmp_path / "cache")}.items()
+            for arg in ("--set", f"{key}={value}")]
+    assert ser(["train", "--profile", "demo", *sets, "--manifest", str(tiny_corpus), "--fold", "S2F",
+                "--out", str(tmp_path / "run")]) == 0
+    assert "WA" in capsys.readouterr().out
+    wav = tiny_corpus.parent / "wav" / "S2F_0.wav"
+    assert ser(["predict", str(wav), "--checkpoint", str(tmp_path / "run" / "fold-S2F" / "model.pt"), "--json"]) == 0
+    distribution = json.loads(capsys.readouterr().out)
+    assert list(distribution) == ["anger", "happiness", "sadness", "neutral"]
+    assert sum(distribution.values()) == pytest.approx(1.0, abs=1e-5)
+    assert distribution == pytest.approx(predict_file(wav, tmp_path / "run" / "fold-S2F" / "model.pt"))
+    assert ser(["predict", str(wav), "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unknown_fold_speaker_is_a_clear_cli_error(tiny_corpus, tmp_path, capsys):
+    assert ser(["loso", "--profile", "demo", "--manifest", str(tiny_corpus), "--folds", "S9X",
+                "--out", str(tmp_path / "run")]) == 2
+    assert "S9X" in capsys.readouterr().err
