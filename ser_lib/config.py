@@ -149,6 +149,9 @@ class ModelConfig:
     # Time masking of the Wav2Vec2 features during training (the model's own mask_time_prob).
     mask_time_prob: float = 0.05
     # Spatial CNN: channels of each of the three parallel kernels, then of the five 3x3 convs.
+    # Filterbank normalisation per mel bin: "global" (training-set statistics; keeps loudness
+    # and spectral tilt, which carry emotion) or "utterance" (per-utterance CMVN).
+    spatial_norm: str = "global"
     parallel_channels: int = 8
     conv_channels: tuple[int, ...] = (32, 48, 64, 80, 96)
     # Multi-level fusion: the three fully connected layers on the concatenation (eq. 29);
@@ -162,6 +165,8 @@ class ModelConfig:
             raise ConfigError(f"model.variant must be one of {MODEL_VARIANTS}, got {self.variant!r}")
         if not self.encoder:
             raise ConfigError(f"model.encoder must be {TINY_ENCODER!r}, a Hugging Face name or a local path")
+        if self.spatial_norm not in ("global", "utterance"):
+            raise ConfigError(f"model.spatial_norm must be 'global' or 'utterance', got {self.spatial_norm!r}")
         if not 0.0 <= self.mask_time_prob < 1.0:
             raise ConfigError(f"model.mask_time_prob must be in [0, 1), got {self.mask_time_prob}")
         if len(self.conv_channels) != 5 or len(self.fusion_dims) != 3:
@@ -254,9 +259,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "synth.size": "small",
         "model.encoder": TINY_ENCODER,
         "train.lr": 1e-3,
-        "train.max_epochs": 8,
-        "train.patience": 4,
+        "train.max_epochs": 6,
+        "train.patience": 3,
         "train.stage1_max_epochs": 3,
+    },
+    # A full LOSO run on a CPU within a working session (e.g. EmoDB's 10 folds): the tiny
+    # encoder again, with enough epochs for it to converge.
+    "cpu": {
+        "model.encoder": TINY_ENCODER,
+        "train.lr": 5e-4,
+        "train.max_epochs": 20,
+        "train.patience": 6,
+        "train.stage1_max_epochs": 6,
     },
 }
 

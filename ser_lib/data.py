@@ -367,6 +367,13 @@ def make_loader(
 # Class counts and utterance-level pooling
 
 
+def fbank_statistics(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and standard deviation over the valid frames of `samples` (the spatial
+    branch's "global" input normalisation)."""
+    frames = torch.cat([s.fbank[: max(s.num_valid_frames, 1)].double() for s in samples])
+    return frames.mean(dim=0).float(), frames.std(dim=0).float()
+
+
 def clear_class_counts(samples: Sequence[Sample], num_classes: int) -> torch.Tensor:
     """Clear samples per class, counted by segment ([K] long), for the eq. 7 weights.
 

@@ -130,13 +130,20 @@ class ParallelConv(nn.Module):
 class SpatialBranch(nn.Module):
     """Log-mel filterbanks [B, T, bins] (or [B, 1, T, bins]) -> X_s [B, conv_channels[-1]].
 
-    Time is downsampled 32x (ParallelConv, then the first four 3x3 layers); frequency too,
-    with partial windows, so 40 bins end as 2. The output is the average over valid time
-    positions and all frequency positions of the last feature map.
+    Inputs are normalised per mel bin, by `model.spatial_norm`: "global" uses the training
+    set's mean and standard deviation (`set_input_statistics`, stored as buffers so a saved
+    model carries them) and keeps loudness and spectral tilt, which are emotion cues;
+    "utterance" is per-utterance CMVN, which removes them. Time is downsampled 32x
+    (ParallelConv, then the first four 3x3 layers); frequency too, with partial windows, so
+    40 bins end as 2. The output is the average over valid time positions and all
+    frequency positions of the last feature map.
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, num_bins: int = 40):
         super().__init__()
+        self.norm_mode = config.spatial_norm
+        self.register_buffer("input_mean", torch.zeros(num_bins))
+        self.register_buffer("input_std", torch.ones(num_bins))
         self.parallel = ParallelConv(config.parallel_channels)
         channels = [3 * config.parallel_channels, *config.conv_channels]
         last = len(config.conv_channels) - 1
@@ -153,8 +160,11 @@ class SpatialBranch(nn.Module):
         # An item without a single valid frame is read as its first (zero) frame, so it
         # gets a defined embedding instead of a division by zero.
         lengths = _check_lengths(lengths, fbank.shape[1], "fbank_lengths", fbank.device).clamp_min(1)
-        x = cmvn(fbank, lengths)[:, None]  # [B, 1, T, bins]
-        mask = time_mask(lengths, x.shape[2])
+        mask = time_mask(lengths, fbank.shape[1])
+        if self.norm_mode == "utterance":
+            x = cmvn(fbank, lengths)[:, None]  # [B, 1, T, bins]
+        else:
+            x = ((fbank.float() - self.input_mean) / self.input_std * mask[:, :, None])[:, None]
         x, mask = self.parallel(x, mask)
         for conv in self.convs:
             x, mask = conv(x, mask)
@@ -162,12 +172,18 @@ class SpatialBranch(nn.Module):
         valid = mask.sum(1).float() * x.shape[3]
         return x.float().sum(dim=(2, 3)) / valid[:, None]
 
+    @torch.no_grad()
+    def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-bin mean and standard deviation of the training filterbanks ("global" norm)."""
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std.clamp_min(1e-5))
+
 
 # --------------------------------------------------------------------------- temporal branch
 
 
 def tiny_encoder_config(mask_time_prob: float) -> Wav2Vec2Config:
-    """A small Wav2Vec2 for offline runs and tests (`model.encoder=tiny`), 0.34 M parameters.
+    """A small Wav2Vec2 for offline runs and tests (`model.encoder=tiny`), 0.26 M parameters.
 
     It keeps wav2vec2's conv kernels and strides (320x downsampling: 50 frames/s at 16 kHz,
     400-sample receptive field) with narrow layers. Layer normalisation in the feature
@@ -175,7 +191,7 @@ def tiny_encoder_config(mask_time_prob: float) -> Wav2Vec2Config:
     mask, which the group-norm variant does not.
     """
     return Wav2Vec2Config(
-        conv_dim=(64, 64, 64, 64, 64, 128, 128),
+        conv_dim=(32, 32, 32, 32, 32, 64, 64),
         conv_kernel=(10, 3, 3, 3, 3, 2, 2),
         conv_stride=(5, 2, 2, 2, 2, 2, 2),
         feat_extract_norm="layer",

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from .atomic import atomic_write, atomic_write_text
 from .cache import FeatureCache
 from .config import Config
-from .data import Sample, aggregate_by_utterance, build_samples, clear_class_counts, make_loader
+from .data import (Sample, aggregate_by_utterance, build_samples, clear_class_counts, fbank_statistics,
+                   make_loader)
 from .divergence import js_divergence
 from .errors import ConfigError, TrainingError
 from .folds import Fold, split_frame
@@ -377,6 +378,9 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
         # Stage 2: M1p's temporal branch + fresh spatial branch, fusion and classifier (Mp).
         seed_all(stage_seed(config.seed, fold.test_speaker, STAGE2))
         model = SERModel.from_stage1(stage1_model.cpu(), config.model, num_classes)
+
+    if model.spatial is not None:
+        model.spatial.set_input_statistics(*fbank_statistics(data.train))
 
     # Stage 2 trains on clear ∪ ambiguous with real-time correction.
     store = LabelStore(classes)

@@ -293,3 +293,19 @@ def test_bad_class_count_and_lengths():
         model({"fbank": batch["fbank"], "fbank_lengths": torch.tensor([99])})
     with pytest.raises(ValueError, match="fbank"):
         model({"waveform": batch["waveform"], "waveform_lengths": batch["waveform_lengths"]})
+
+
+def test_spatial_input_normalisation_global_keeps_loudness_utterance_removes_it():
+    torch.manual_seed(0)
+    batch = make_batch([16000, 16000], [98, 98])
+    louder = {**batch, "fbank": batch["fbank"] + torch.tensor([0.0, 3.0])[:, None, None]}
+    louder["fbank"][0] = batch["fbank"][1] + 3.0  # item 0 = item 1, 3 log units louder
+    louder["fbank"][1] = batch["fbank"][1]
+    for mode, same in (("global", False), ("utterance", True)):
+        torch.manual_seed(0)
+        branch = SpatialBranch(tiny_config(spatial_norm=mode)).eval()
+        branch.set_input_statistics(torch.full((40,), -2.0), torch.full((40,), 4.0))
+        out = branch(louder["fbank"], louder["fbank_lengths"])
+        assert torch.allclose(out[0], out[1], atol=1e-4) == same, mode
+    state = branch.state_dict()
+    assert torch.equal(state["input_mean"], torch.full((40,), -2.0)) and "input_std" in state
