@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import labels
 from .atomic import atomic_write_bytes, atomic_write_text
 from .cache import FeatureCache
-from .config import Config
+from .config import Config, load_config
 from .errors import ConfigError
 from .corpora.prepare import prepare_corpus
 from .folds import loso_folds
@@ -121,6 +121,22 @@ def write_run_figures(run_dir: str | Path, figures_dir: str | Path, results: dic
     return paths
 
 
+def with_first_folds(config: Config, parted: pd.DataFrame, num_folds: int) -> Config:
+    """A copy of `config` whose `eval.folds` are the first `num_folds` sorted speakers, unless
+    it names folds already. The demo and the notebooks choose their folds this way."""
+    config = copy.deepcopy(config)
+    if not config.eval.folds:
+        config.eval.folds = tuple(sorted(parted["speaker"].astype(str).unique())[:num_folds])
+    return config
+
+
+def notebook_config(profile: str, overrides: dict, parted: pd.DataFrame, num_folds: int, **changes) -> Config:
+    """The config of a notebook's training run: profile <- overrides <- `changes` (dotted keys),
+    on the first `num_folds` speakers. Notebooks 03-05 build their runs with it, so a run
+    trained by one notebook is found (and resumed) by the next."""
+    return with_first_folds(load_config(profile, overrides={**overrides, **changes}), parted, num_folds)
+
+
 def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_dir: str | Path,
              num_folds: int = 2, progress: bool = True) -> dict:
     """The main job: synthetic corpus → partition → two-stage training with correction on a few
@@ -136,9 +152,7 @@ def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_
                       + labels.format_table(summary, markdown=True) + "\n")
     save_figure(plot_partition(summary).figure, figures_dir / "partition.png")
 
-    if not config.eval.folds:
-        config = copy.deepcopy(config)
-        config.eval.folds = tuple(sorted(parted["speaker"].astype(str).unique())[:num_folds])
+    config = with_first_folds(config, parted, num_folds)
     baseline_config = copy.deepcopy(config)
     baseline_config.loss.alpha = 0.0
     corrected = run_loso(config, manifest_path, run_dir, progress=progress)
