@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
 from tqdm.auto import tqdm
 
 from . import labels
@@ -106,6 +107,27 @@ def tsne_of_run(run_dir: str | Path, seed: int = 0) -> tuple[np.ndarray, np.ndar
     perplexity = float(min(30.0, max(2.0, (len(embeddings) - 1) / 3)))
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(embeddings)
     return points, classes
+
+
+def embedding_separation(run_dir: str | Path) -> float:
+    """Silhouette score of the test embeddings by true class (scikit-learn): how well the
+    classes separate in the space the t-SNE figure shows, measured without t-SNE."""
+    parts = [np.load(d / "embeddings.npz") for d in fold_dirs(run_dir)]
+    embeddings = np.concatenate([p["embeddings"] for p in parts])
+    classes = np.concatenate([p["labels"] for p in parts])
+    if len(np.unique(classes)) < 2:
+        return float("nan")
+    return float(silhouette_score(embeddings, classes))
+
+
+# Fig. 6 and Table IX: loss terms per subset (clear / ambiguous) and correction on or off.
+# Keys are run folder names; notebooks 03 and 04 train "correction" and "no_correction".
+LOSS_SETTINGS = {
+    "cor_cor": ("(a) cor / cor", {"loss.clear_terms": "cor", "loss.ambiguous_terms": "cor"}),
+    "ic_ic": ("(b) ic / ic", {"loss.clear_terms": "ic", "loss.ambiguous_terms": "ic"}),
+    "correction": ("(c) cor / cor+ic", {}),
+    "no_correction": ("(d) no correction (α=0)", {"loss.alpha": 0.0}),
+}
 
 
 def write_run_figures(run_dir: str | Path, figures_dir: str | Path, results: dict, prefix: str = "") -> list[Path]:

@@ -94,33 +94,28 @@ def plot_confusion(confusion, classes, ax: plt.Axes | None = None, normalize: bo
 def plot_learning_curves(history: list[dict], ax: plt.Axes | None = None) -> plt.Axes:
     """Training loss (left axis) and validation WA / UA (right axis) over epochs.
 
-    `history` rows hold epoch, stage, train_loss, val_wa, val_ua (missing values are skipped).
-    When a stage restarts its epoch count, it is drawn after the previous one; a dotted line
-    marks where each stage begins.
+    `history` rows hold stage, epoch, train_loss, val_wa, val_ua. Stages are drawn one after
+    the other (stage 2 continues the x axis of stage 1), each as its own line segment, with a
+    dotted line where a stage begins.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
     scores = ax.twinx()
-    x, offset, previous_stage, last_x = [], 0, None, 0
-    for row in history:
-        if row.get("stage") != previous_stage:
-            if previous_stage is not None:
-                offset = last_x if row["epoch"] <= last_x else 0
-            start = row["epoch"] + offset
-            ax.axvline(start, color="0.7", linestyle=":", linewidth=1)
-            ax.text(start, 1.0, f" stage {row.get('stage')}", transform=ax.get_xaxis_transform(),
-                    va="bottom", fontsize="small", color="0.4")
-            previous_stage = row.get("stage")
-        x.append(row["epoch"] + offset)
-        last_x = x[-1]
-    x = np.asarray(x, dtype=np.float64)
-    for axis, key, label, style in ((ax, "train_loss", "train loss", "k-"), (scores, "val_wa", "val WA", "C0o-"),
-                                    (scores, "val_ua", "val UA", "C1s-")):
-        values = np.array([np.nan if row.get(key) is None else row[key] for row in history], dtype=np.float64)
-        if np.isfinite(values).any():
+    stages = list(dict.fromkeys(row.get("stage") for row in history))
+    start = 0
+    for stage in stages:
+        rows = [row for row in history if row.get("stage") == stage]
+        x = start + np.arange(len(rows))
+        ax.axvline(start, color="0.7", linestyle=":", linewidth=1)
+        ax.text(start, 1.0, f" {stage}", transform=ax.get_xaxis_transform(), va="bottom", fontsize="small",
+                color="0.4")
+        for axis, key, label, style in ((ax, "train_loss", "train loss", "k-"), (scores, "val_wa", "val WA", "C0o-"),
+                                        (scores, "val_ua", "val UA", "C1s-")):
+            values = np.array([np.nan if row.get(key) is None else row[key] for row in rows], dtype=np.float64)
             keep = np.isfinite(values)
-            axis.plot(x[keep], values[keep], style, label=label, markersize=3)
-    ax.set_xlabel("epoch")
+            axis.plot(x[keep], values[keep], style, markersize=3, label=label if stage == stages[0] else None)
+        start += len(rows)
+    ax.set_xlabel("epoch (stages in sequence)")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel("training loss")
     scores.set_ylabel("validation accuracy (%)")

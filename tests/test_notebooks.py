@@ -1,6 +1,11 @@
-"""Every notebook runs headlessly with papermill on the synthetic corpus (and on EmoDB when it
-is beside the repository), then nbval re-executes the result and checks that every output
-not marked `nbval-ignore-output` comes out the same: the notebooks are deterministic."""
+"""Every notebook runs headlessly with papermill.
+
+The data notebooks (01, 02) run on the synthetic corpus and on EmoDB when it is beside the
+repository; nbval then re-executes each result and checks that every output not marked
+`nbval-ignore-output` comes out the same: the notebooks are deterministic. The training
+notebooks (03-05) run in sequence on a tiny corpus with quick settings, sharing one runs folder
+as they do for a user: 03 trains the method, 04 reuses it and adds the no-correction run, 05
+reuses both and adds the other two loss settings."""
 
 import subprocess
 import sys
@@ -31,3 +36,23 @@ def test_notebook_executes_and_validates(notebook, corpus, synth_small, tmp_path
         [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
          "-q", str(executed)], cwd=tmp_path, capture_output=True, text=True)
     assert nbval.returncode == 0, f"nbval found differing outputs in {executed}:\n{nbval.stdout[-6000:]}"
+
+
+TRAINING_NOTEBOOKS = ["03_training", "04_label_drift", "05_tsne_analysis"]
+QUICK = {"train.batch_size": 4, "train.stage1_max_epochs": 1, "train.max_epochs": 2,
+         "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8}
+
+
+@pytest.mark.slow
+def test_training_notebooks_execute_in_sequence(tiny_corpus, tmp_path):
+    parameters = {"corpus": str(tiny_corpus), "runs_dir": str(tmp_path / "runs"), "num_folds": 1,
+                  "overrides": {**QUICK, "cache_dir": str(tmp_path / "cache")}}
+    for notebook in TRAINING_NOTEBOOKS:
+        papermill.execute_notebook(
+            str(NOTEBOOK_DIR / f"{notebook}.ipynb"), str(tmp_path / f"{notebook}.ipynb"), kernel_name="python3",
+            parameters=parameters, cwd=str(NOTEBOOK_DIR), progress_bar=False,
+        )
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["cor_cor", "correction", "ic_ic", "no_correction"]
+    for run in runs:
+        assert (tmp_path / "runs" / run / "results.json").exists()

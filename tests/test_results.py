@@ -103,8 +103,10 @@ def test_figures_render(tmp_path):
     history += [{"epoch": e, "stage": 2, "train_loss": 1.2 - 0.1 * e, "val_wa": 50 + e, "val_ua": None}
                 for e in range(1, 5)]
     ax = plot_learning_curves(history)
-    loss = next(line for line in ax.lines if line.get_label() == "train loss")
-    assert loss.get_xdata().tolist() == [1, 2, 3, 4, 5, 6, 7]  # stage 2 drawn after stage 1
+    losses = [line for line in ax.lines if line.get_color() == "k"]
+    assert [line.get_xdata().tolist() for line in losses] == [[0, 1, 2], [3, 4, 5, 6]]  # stage 2 after stage 1
+    ua_points = [line.get_xdata().tolist() for line in ax.figure.axes[1].lines if line.get_marker() == "s"]
+    assert ua_points == [[0, 1, 2], []]  # missing values are skipped
     save_figure(ax.figure, tmp_path / "curves.svg")
     drift = {"α=0.3": [(1, 0.3), (2, 0.25)], "α=0": [(1, 0.3), (2, 0.32)]}
     save_figure(plot_label_drift(drift).figure, tmp_path / "drift.png")
