@@ -133,7 +133,7 @@ def test_missing_or_unreadable_inputs(tmp_path):
         build_emodb_manifest(root, tmp_path / "m.csv")
 
     (root / "erkennung.txt").write_bytes(HEADER.encode("utf-16"))
-    with pytest.raises(CorpusError, match="is NUL: not a Latin-1 text table"):
+    with pytest.raises(CorpusError, match="is NUL: the listening-test table is not Latin-1 or UTF-8 text"):
         build_emodb_manifest(root, tmp_path / "m.csv")
 
     (root / "erkennung.txt").write_bytes(b"Nr;Satz;erkannt;natuerlich\n")

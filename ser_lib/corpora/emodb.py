@@ -37,6 +37,7 @@ import soundfile
 from ..config import OTHER, DataConfig
 from ..errors import AudioError, CorpusError
 from ..manifest import VOTES_PREFIX, write_manifest
+from .text import read_legacy_text
 
 LISTENERS = 20
 TABLE_NAME = "erkennung.txt"
@@ -214,23 +215,11 @@ def _manifest_row(wav: Path, recognised: float, classes: tuple[str, ...], manife
 
 
 def _decode_table(path: Path) -> tuple[str, str]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         raise CorpusError(f"{path}: the listening-test table is missing (expected {TABLE_NAME} "
-                          f"next to {WAV_DIR}/ in the EmoDB folder)") from None
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read the listening-test table: {exc}") from None
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise CorpusError(f"{path}: byte {nul} is NUL: not a Latin-1 text table (UTF-16 or a binary file?)")
-    try:
-        text = data.decode("utf-8-sig")
-        if not text.isascii():
-            return text, "utf-8"
-    except UnicodeDecodeError:
-        pass
-    return data.decode("latin-1"), "latin-1"
+                          f"next to {WAV_DIR}/ in the EmoDB folder)")
+    text, encoding = read_legacy_text(path, "listening-test table")
+    return text, "latin-1" if text.isascii() else encoding
 
 
 def _percent(raw: str) -> float | None:

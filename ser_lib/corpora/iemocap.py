@@ -52,6 +52,7 @@ import soundfile
 from ..config import OTHER, DataConfig
 from ..errors import AudioError, ConfigError, CorpusError
 from ..manifest import VOTES_PREFIX, write_manifest
+from .text import read_legacy_text
 from .emodb import relative_path
 
 SESSIONS = (1, 2, 3, 4, 5)
@@ -373,18 +374,7 @@ def _counted(evaluator: str, self_assessments: bool) -> bool:
 
 
 def _read_text(path: Path) -> str:
-    """ASCII or Latin-1 text (UTF-8 accepted too); NUL bytes mean a binary or UTF-16 file."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read the EmoEvaluation file: {exc}") from None
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise CorpusError(f"{path}: byte {nul} is NUL: not an ASCII/Latin-1 text file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    return read_legacy_text(path, "EmoEvaluation file")[0]
 
 
 def _duration(wav: Path) -> float:
