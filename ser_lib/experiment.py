@@ -88,10 +88,11 @@ def fold_dirs(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(run_dir).glob(f"{FOLD_PREFIX}*") if (p / "fold_result.json").exists())
 
 
-def label_drift_curve(run_dir: str | Path) -> list[tuple[int, float]]:
-    """Mean JS divergence of the ambiguous training labels to the truth per epoch, averaged
-    over folds; epoch -1 is the observed label. Empty without true distributions."""
-    tables = [LabelStore.load(d / "label_history.npz").divergence_to_truth() for d in fold_dirs(run_dir)]
+def label_drift_curve(run_dir: str | Path, kind: str = "corrected") -> list[tuple[int, float]]:
+    """Mean JS divergence of the ambiguous training samples' corrected labels y_c (or, with
+    kind="predicted", predictions y_g) to the truth per epoch, averaged over folds; epoch -1 is
+    the observed label. Empty without true distributions."""
+    tables = [LabelStore.load(d / "label_history.npz").divergence_to_truth(kind) for d in fold_dirs(run_dir)]
     tables = [t for t in tables if len(t)]
     if not tables:
         return []

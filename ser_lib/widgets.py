@@ -37,7 +37,7 @@ from .audio import cut_and_pad, load_utterance
 from .config import Config, apply_overrides, flatten
 from .divergence import js_divergence
 from .errors import ConfigError, ManifestError, SerError
-from .experiment import FOLD_PREFIX, fold_dirs, label_drift_curve
+from .experiment import FOLD_PREFIX, label_drift_curve
 from .features import fbank
 from .label_store import LabelStore
 from .manifest import read_manifest
@@ -191,7 +191,8 @@ class LabelDriftExplorer:
         return self._tables[self._check_fold(fold or self._fold)].copy()
 
     def folds_of(self, sample_id: str) -> list[str]:
-        """The folds whose training set holds the sample (in LOSO, all but its own speaker's)."""
+        """The folds whose training set holds the sample (in LOSO: those that neither test nor
+        validate on its speaker)."""
         return [fold for fold, store in self._stores.items() if sample_id in store]
 
     # ------------------------------------------------------------------ actions
@@ -218,8 +219,9 @@ class LabelDriftExplorer:
 
     def set_filter(self, cls: str | None = None, subset: str | None = None, min_drift: float = 0.0,
                    max_drift: float | None = None, order: str = "drift") -> list[str]:
-        """Show only samples whose y_s argmax is `cls`, of `subset`, with drift in [min_drift,
-        max_drift] bits (None = no bound), largest drift first ("drift") or by id ("id").
+        """Show only samples whose y_s argmax is `cls` (a tie goes to the first class), of `subset`,
+        with drift in [min_drift, max_drift] bits (None = no bound), largest drift first ("drift")
+        or by id ("id").
         Every call replaces the whole filter. Returns the visible sample ids."""
         cls = None if cls in (None, ANY) else cls
         subset = None if subset in (None, ANY) else subset
@@ -455,7 +457,8 @@ class LabelDriftExplorer:
                  f"drift {row['drift']:.4f} bits"]
         if isinstance(row["true_class"], str):
             parts += [f"true argmax <b>{row['true_class']}</b>",
-                      f"JS to truth: y_s {row['js_observed_to_true']:.4f} → last y_c {row['js_corrected_to_true']:.4f}"]
+                      f"JS to truth: y_s {row['js_observed_to_true']:.4f} → "
+                      f"last y_c {row['js_corrected_to_true']:.4f}"]
         parts.append(f"in the training set of {len(self.folds_of(self._sample))} of {len(self.folds)} fold(s)")
         self.info.value = " · ".join(parts)
 
@@ -540,28 +543,17 @@ def _span(epochs: list[int]) -> str:
 # ---------------------------------------------------------------------- aggregate view
 
 
-def prediction_drift_curve(run_dir: str | Path) -> list[tuple[int, float]]:
-    """As `experiment.label_drift_curve`, for the predictions y_g: their mean JS divergence to the
-    truth per epoch, averaged over folds (epoch -1: the observed label). Empty without truth."""
-    tables = [LabelStore.load(d / STORE_NAME).divergence_to_truth("predicted") for d in fold_dirs(run_dir)]
-    tables = [t for t in tables if len(t)]
-    if not tables:
-        return []
-    mean = pd.concat(tables).groupby("epoch")["js_to_true"].mean()
-    return [(int(epoch), float(value)) for epoch, value in mean.items()]
-
-
 def plot_drift_comparison(run_dirs: Mapping[str, str | Path]) -> Figure | None:
     """Mean JS divergence to the true distributions over epochs, one line per run (e.g. correction
     on and off): of the corrected labels y_c (left) and of the predictions y_g (right).
     None when no run knows the true distributions (real corpora)."""
     corrected = {name: label_drift_curve(path) for name, path in run_dirs.items()}
-    predicted = {name: prediction_drift_curve(path) for name, path in run_dirs.items()}
+    predicted = {name: label_drift_curve(path, "predicted") for name, path in run_dirs.items()}
     if not any(corrected.values()):
         return None
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True, layout="constrained")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
     plot_label_drift({n: c for n, c in corrected.items() if c}, ax=left)
     left.set_title("corrected labels y_c (epoch -1: observed y_s)")
-    plot_label_drift({n: c for n, c in predicted.items() if c}, ax=right, ylabel="")
-    right.set_title("predictions y_g")
+    plot_label_drift({n: c for n, c in predicted.items() if c}, ax=right)
+    right.set_title("predictions y_g (epoch -1: observed y_s)")
     return figure

@@ -9,7 +9,6 @@ reuses both and adds the other two loss settings."""
 
 import subprocess
 import sys
-from pathlib import Path
 
 import papermill
 import pytest

@@ -2,7 +2,6 @@
 
 import base64
 import io
-import json
 
 import ipywidgets
 import matplotlib.pyplot as plt
@@ -15,7 +14,7 @@ from ser_lib.config import load_config
 from ser_lib.errors import SerError
 from ser_lib.experiment import label_drift_curve
 from ser_lib.label_store import LabelStore
-from ser_lib.widgets import LabelDriftExplorer, plot_drift_comparison, prediction_drift_curve
+from ser_lib.widgets import LabelDriftExplorer, plot_drift_comparison
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
 RATE = 16000
@@ -194,7 +193,7 @@ def test_drift_comparison_plots_both_runs(run, tmp_path):
         expected = label_drift_curve(run_dir if name == "a" else other)
         np.testing.assert_allclose(np.column_stack(line.get_data()), expected)
     assert [line.get_label() for line in right.get_lines()] == ["a", "b"]
-    np.testing.assert_allclose(np.column_stack(right.get_lines()[0].get_data()), prediction_drift_curve(run_dir))
+    np.testing.assert_allclose(np.column_stack(right.get_lines()[0].get_data()), label_drift_curve(run_dir, "predicted"))
     no_truth = tmp_path / "no_truth"
     write_store(no_truth / "fold-S1" / "label_history.npz", ["u1#0"], epochs=2, true=False)
     assert plot_drift_comparison({"c": no_truth}) is None
