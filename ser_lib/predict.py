@@ -42,13 +42,18 @@ def load_model(checkpoint: str | Path) -> tuple[SERModel, Config, list[str]]:
     return model.eval(), config, list(state["classes"])
 
 
-@torch.no_grad()
 def predict_file(path: str | Path, checkpoint: str | Path = DEFAULT_CHECKPOINT,
                  device: str = "auto") -> dict[str, float]:
     """{class: probability} for one audio file, averaged over its segments."""
     model, config, classes = load_model(checkpoint)
     device = select_device(device)
-    model.to(device)
+    return predict_waveform_file(path, model.to(device), config, classes, device)
+
+
+@torch.no_grad()
+def predict_waveform_file(path: str | Path, model: SERModel, config: Config, classes: list[str],
+                          device: torch.device) -> dict[str, float]:
+    """As `predict_file`, with a loaded model (for many files)."""
     waveform = load_audio(path, config.data.sample_rate, mixdown=config.data.mixdown, resample=config.data.resample)
     segments = cut_and_pad(waveform, config.data.sample_rate, config.data.max_segment_s,
                            config.data.min_segment_s, config.data.segmentation)
