@@ -16,6 +16,7 @@ its segments' class probabilities.
 
 from __future__ import annotations
 
+import abc
 import math
 import os
 from dataclasses import dataclass
@@ -225,7 +226,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-class _EpochBatchSampler(Sampler[list[int]]):
+class _EpochBatchSampler(Sampler[list[int]], abc.ABC):
     """Batches of indices that are a pure function of (seed, epoch)."""
 
     def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int):
@@ -246,8 +247,9 @@ class _EpochBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
 
+    @abc.abstractmethod
     def batches(self) -> list[list[int]]:
-        raise NotImplementedError
+        """This epoch's batches of dataset indices."""
 
     def _split(self, order) -> list[list[int]]:
         order = [int(i) for i in order]
