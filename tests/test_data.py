@@ -212,7 +212,7 @@ def test_loader_does_not_touch_the_global_rng(corpus):
 
 def test_resolve_num_workers():
     assert resolve_num_workers(0) == 0 and resolve_num_workers(3) == 3
-    assert 1 <= resolve_num_workers(-1) <= 8
+    assert resolve_num_workers(-1) in range(1, 9)
     with pytest.raises(ConfigError):
         resolve_num_workers(-2)
 
