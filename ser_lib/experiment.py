@@ -100,11 +100,15 @@ def label_drift_curve(run_dir: str | Path, kind: str = "corrected") -> list[tupl
     return [(int(epoch), float(value)) for epoch, value in mean.items()]
 
 
+def fold_embeddings(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The fused test embeddings of all finished folds and their true class indices."""
+    parts = [np.load(d / "embeddings.npz") for d in fold_dirs(run_dir)]
+    return np.concatenate([p["embeddings"] for p in parts]), np.concatenate([p["labels"] for p in parts])
+
+
 def tsne_of_run(run_dir: str | Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """2-D t-SNE of the test embeddings of all folds (scikit-learn), with their class indices."""
-    parts = [np.load(d / "embeddings.npz") for d in fold_dirs(run_dir)]
-    embeddings = np.concatenate([p["embeddings"] for p in parts])
-    classes = np.concatenate([p["labels"] for p in parts])
+    embeddings, classes = fold_embeddings(run_dir)
     perplexity = float(min(30.0, max(2.0, (len(embeddings) - 1) / 3)))
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(embeddings)
     return points, classes
@@ -113,9 +117,7 @@ def tsne_of_run(run_dir: str | Path, seed: int = 0) -> tuple[np.ndarray, np.ndar
 def embedding_separation(run_dir: str | Path) -> float:
     """Silhouette score of the test embeddings by true class (scikit-learn): how well the
     classes separate in the space the t-SNE figure shows, measured without t-SNE."""
-    parts = [np.load(d / "embeddings.npz") for d in fold_dirs(run_dir)]
-    embeddings = np.concatenate([p["embeddings"] for p in parts])
-    classes = np.concatenate([p["labels"] for p in parts])
+    embeddings, classes = fold_embeddings(run_dir)
     if len(np.unique(classes)) < 2:
         return float("nan")
     return float(silhouette_score(embeddings, classes))
