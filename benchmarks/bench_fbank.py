@@ -15,7 +15,7 @@ import time
 import torch
 
 from ser_lib.config import DataConfig, FeatureConfig
-from ser_lib.features import fbank
+from ser_lib.data.features import fbank
 
 
 def time_ms(fn, repeats: int, device: torch.device) -> float:

@@ -15,8 +15,9 @@ from pathlib import Path
 import soundfile
 import torch
 
-from ser_lib.predict import load_model, predict_waveform_file
-from ser_lib.training import select_device
+from ser_lib.model import load_model
+from ser_lib.predict import predict_waveform_file
+from ser_lib.runtime import select_device
 
 
 def main() -> None:

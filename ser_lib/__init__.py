@@ -1,8 +1,10 @@
 """ser-workbench: speech emotion recognition from ambiguous speech.
 
-Each module maps to one part of the method (see README.md for the map):
-labels (eqs. 1, 3, 5), correction (eq. 6), losses (eqs. 7-11), features (§V-C),
-corpora (manifests), config (one typed configuration for CLI, notebooks and sweeps).
+The packages follow the method (README.md, "Where things are", maps each equation to a module):
+`data` (manifests, labels and the partition, audio, filterbanks, samples), `model` (spatial and
+temporal branches, fusion), `method` (correction, losses, label store, presets), `train`
+(Algorithm 1, LOSO) and `analysis` (run folders, metrics, results, drift, figures, widgets);
+`config` is the one typed configuration for the CLI, the notebooks and sweeps.
 """
 
 __version__ = "0.1.0"

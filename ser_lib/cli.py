@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import labels
+from .data import labels
 from .config import PROFILES, Config, load_config
 from .errors import SerError
-from .manifest import format_problems, read_manifest, validate_manifest
+from .data.manifest import format_problems, read_manifest, validate_manifest
 
 DEFAULT_SYNTH_DIR = Path("data/synth-small")
 DEFAULT_FIGURES_DIR = Path("figures")
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_synth(args, config: Config) -> int:
-    from .corpora.synth import synthesize_corpus
+    from .data.corpora.synth import synthesize_corpus
 
     seed = config.synth.seed if args.seed is None else args.seed
     size = args.size or config.synth.size
@@ -133,14 +133,14 @@ def cmd_manifest_validate(args, config: Config) -> int:
 
 
 def cmd_manifest_emodb(args, config: Config) -> int:
-    from .corpora.emodb import build_emodb_manifest
+    from .data.corpora.emodb import build_emodb_manifest
 
     _print_summary(build_emodb_manifest(args.root, args.out), args.out)
     return 0
 
 
 def cmd_manifest_iemocap(args, config: Config) -> int:
-    from .corpora.iemocap import build_iemocap_manifest
+    from .data.corpora.iemocap import build_iemocap_manifest
 
     summary = build_iemocap_manifest(args.root, args.out, self_assessments=args.self_assessments,
                                      multi_tag=args.multi_tag, audio=args.audio)
@@ -160,7 +160,7 @@ def cmd_partition(args, config: Config) -> int:
 
 
 def cmd_train(args, config: Config) -> int:
-    from .experiment import run_loso
+    from .train.loso import run_loso
 
     config.eval.folds = (args.fold,)
     results = run_loso(config, args.manifest, args.out, resume=args.resume)
@@ -169,8 +169,8 @@ def cmd_train(args, config: Config) -> int:
 
 
 def cmd_loso(args, config: Config) -> int:
-    from .experiment import run_loso
-    from .results import format_markdown
+    from .analysis.results import format_markdown
+    from .train.loso import run_loso
 
     if args.folds:
         config.eval.folds = tuple(s.strip() for s in args.folds.split(",") if s.strip())
@@ -183,7 +183,7 @@ def cmd_loso(args, config: Config) -> int:
 def cmd_predict(args, config: Config) -> int:
     from .predict import DEFAULT_CHECKPOINT, predict_file
 
-    distribution = predict_file(args.file, args.checkpoint or DEFAULT_CHECKPOINT, config.train.device)
+    distribution = predict_file(args.file, args.checkpoint or DEFAULT_CHECKPOINT, config.runtime.device)
     if args.json:
         print(json.dumps(distribution))
     else:
@@ -193,7 +193,7 @@ def cmd_predict(args, config: Config) -> int:
 
 
 def cmd_demo(args, config: Config) -> int:
-    from .experiment import run_demo
+    from .demo import run_demo
 
     started = time.perf_counter()
     run_demo(config, args.data, args.out, args.figures, num_folds=args.num_folds)

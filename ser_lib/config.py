@@ -135,6 +135,7 @@ class SynthConfig:
 
 MODEL_VARIANTS = ("full", "spatial", "temporal", "integrated")
 TINY_ENCODER = "tiny"
+BASE_ENCODER = "base"
 
 
 @dataclass
@@ -144,7 +145,8 @@ class ModelConfig:
     # "full" = multi-level fusion (eqs. 29-30); "integrated" = spatial-temporal concatenation;
     # "spatial" / "temporal" = one branch only.
     variant: str = "full"
-    # "tiny" (a small randomly initialised Wav2Vec2, offline) or a Hugging Face name / local path.
+    # "tiny" (a small randomly initialised Wav2Vec2, offline), "base" (the wav2vec2-base
+    # architecture with random weights, offline; for `ser bench`) or a Hugging Face name / local path.
     encoder: str = "facebook/wav2vec2-base-960h"
     # Time masking of the Wav2Vec2 features during training (the model's own mask_time_prob).
     mask_time_prob: float = 0.05
@@ -187,10 +189,6 @@ class TrainConfig:
     patience: int = 16
     # Stage 1 fine-tunes the temporal branch on clear samples; 0 epochs skips it (Mp from scratch).
     stage1_max_epochs: int = 100
-    # "auto" picks CUDA, then MPS, then CPU.
-    device: str = "auto"
-    # DataLoader worker processes; -1 = one per CPU core, at most 8.
-    num_workers: int = 0
     # Batches of similar lengths, so little compute goes to padding.
     bucket_by_length: bool = True
     # Gradient-norm clipping (0 = off).
@@ -204,10 +202,6 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.stage1_max_epochs < 0:
             raise ConfigError(f"train.stage1_max_epochs must be >= 0, got {self.stage1_max_epochs}")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"train.device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
-        if self.num_workers < -1:
-            raise ConfigError(f"train.num_workers must be >= -1, got {self.num_workers}")
 
 
 @dataclass
@@ -227,6 +221,27 @@ class EvalConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """How a run executes, not what it is: a run resumed with other runtime settings is the
+    same experiment (SpeechBrain's `run_opts`, apart from its hyperparameters)."""
+
+    # "auto" picks CUDA, then MPS, then CPU.
+    device: str = "auto"
+    # DataLoader worker processes; -1 = one per CPU core, at most 8.
+    num_workers: int = 0
+    # torch intra-op threads of this process; 0 leaves torch's default (all cores).
+    threads: int = 0
+
+    def validate(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"runtime.device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        if self.num_workers < -1:
+            raise ConfigError(f"runtime.num_workers must be >= -1, got {self.num_workers}")
+        if self.threads < 0:
+            raise ConfigError(f"runtime.threads must be >= 0, got {self.threads}")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -235,11 +250,13 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     seed: int = 0
     cache_dir: str = "data/cache"
 
     def validate(self) -> "Config":
-        for part in (self.data, self.features, self.loss, self.synth, self.model, self.train, self.eval):
+        for part in (self.data, self.features, self.loss, self.synth, self.model, self.train, self.eval,
+                     self.runtime):
             part.validate()
         return self
 
@@ -248,6 +265,15 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same experiment: everything but the runtime settings, the
+        cache location and the fold selection (folds of one run may be trained by separate jobs)."""
+        tree = self.to_dict()
+        for key in ("runtime", "cache_dir"):
+            tree.pop(key)
+        tree["eval"].pop("folds")
+        return tree
 
 
 # Named profiles: overrides on top of the defaults above (which are the paper's).
@@ -291,6 +317,21 @@ def load_config(
         overrides = parse_override_strings(overrides)
     apply_overrides(config, overrides or {})
     return config.validate()
+
+
+# Keys that moved; configs written before the move (run folders, saved models) still load.
+MOVED_KEYS = {"train.device": "runtime.device", "train.num_workers": "runtime.num_workers"}
+
+
+def config_from_dict(tree: Mapping[str, Any], source: str = "config") -> Config:
+    """A validated `Config` from `Config.to_dict()` output, e.g. a run's config.json."""
+    flat = {MOVED_KEYS.get(key, key): value for key, value in flatten(tree).items()}
+    config = Config()
+    try:
+        apply_overrides(config, flat)
+        return config.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def parse_override_strings(items: list[str]) -> dict[str, str]:

@@ -11,11 +11,19 @@ needs_emodb = pytest.mark.skipif(not (EMODB_ROOT / "erkennung.txt").exists(),
                                  reason=f"EmoDB not found at {EMODB_ROOT}")
 
 
+@pytest.fixture
+def quick(tmp_path) -> dict:
+    """Config overrides for training in seconds: a tiny model, few epochs, a cache in tmp_path."""
+    return {"train.batch_size": 4, "train.stage1_max_epochs": 2, "train.max_epochs": 3, "train.patience": 10,
+            "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8,
+            "cache_dir": str(tmp_path / "cache")}
+
+
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory) -> Path:
     """Manifest path of the `small` synthetic corpus with the default seed."""
     from ser_lib.config import SynthConfig
-    from ser_lib.corpora.synth import synthesize_corpus
+    from ser_lib.data.corpora.synth import synthesize_corpus
 
     out = tmp_path_factory.mktemp("synth-small")
     return synthesize_corpus(out, seed=SynthConfig().seed, size="small", progress=False)

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ser_lib.audio import SILENCE_PEAK, cut_and_pad, load_audio, segment_bounds
+from ser_lib.data.audio import SILENCE_PEAK, cut_and_pad, load_audio, segment_bounds, segment_seconds
 from ser_lib.config import DataConfig, load_config
 from ser_lib.errors import AudioError, ConfigError
 
@@ -240,3 +240,12 @@ def test_config_fields_for_audio():
         load_config(overrides={"data.segmentation": "halves"})
     with pytest.raises(ConfigError, match="data.mixdown"):
         load_config(overrides=["data.mixdown=maybe"])
+
+
+@pytest.mark.parametrize("seconds, segmentation", [(0.4, "equal"), (3.0, "equal"), (7.5, "equal"), (7.5, "chunks"),
+                                                   (15.2, "chunks")])
+def test_segment_seconds_are_the_lengths_cut_and_pad_yields(seconds, segmentation):
+    config = DataConfig(segmentation=segmentation)
+    waveform = torch.zeros(round(seconds * config.sample_rate))
+    segments = cut_and_pad(waveform, config.sample_rate, config.max_segment_s, config.min_segment_s, segmentation)
+    assert segment_seconds(seconds, config) == [len(s.waveform) / config.sample_rate for s in segments]

@@ -8,10 +8,11 @@ import pytest
 import soundfile
 import torch
 
-from ser_lib.cache import FeatureCache, file_digest, utterance_features
+from ser_lib.data.cache import FeatureCache, file_digest
+from ser_lib.data.inputs import utterance_inputs
 from ser_lib.config import DataConfig, FeatureConfig
 from ser_lib.errors import AudioError
-from ser_lib.features import fbank, num_frames
+from ser_lib.data.features import fbank, num_frames
 
 
 class Counter:
@@ -81,7 +82,7 @@ def test_key_depends_on_params_kind_and_version(tmp_path, source, monkeypatch):
     assert cache.key("fbank", source, {"start": 0.5, "end": None, "bins": 80}) != base
     assert cache.key("fbank", source, {"start": 0.6, "end": None, "bins": 40}) != base
     assert cache.key("segments", source, {"start": 0.5, "end": None, "bins": 40}) != base
-    monkeypatch.setattr("ser_lib.cache.CACHE_FORMAT_VERSION", 99)
+    monkeypatch.setattr("ser_lib.data.cache.CACHE_FORMAT_VERSION", 99)
     assert cache.key("fbank", source, {"start": 0.5, "end": None, "bins": 40}) != base
 
 
@@ -174,13 +175,13 @@ def test_missing_source_and_bad_kind(tmp_path):
         cache.key("../escape", tmp_path, {})
 
 
-def test_utterance_features_are_cached_and_equal_to_direct_computation(tmp_path, source):
+def test_utterance_inputs_are_cached_and_equal_to_direct_computation(tmp_path, source):
     data, features = DataConfig(), FeatureConfig()
     cache = FeatureCache(tmp_path / "cache")
-    cached = utterance_features(source, None, None, data, features, cache)
+    cached = utterance_inputs(source, data, features, cache=cache)
     assert (cache.hits, cache.misses) == (0, 2)  # one "segments" and one "fbank" entry
-    direct = utterance_features(source, None, None, data, features, cache=None)
-    again = utterance_features(source, None, None, data, features, cache)
+    direct = utterance_inputs(source, data, features, cache=None)
+    again = utterance_inputs(source, data, features, cache=cache)
     assert (cache.hits, cache.misses) == (2, 2)
 
     assert len(cached) == 2  # 10 s -> two 5 s segments
@@ -196,18 +197,18 @@ def test_utterance_features_are_cached_and_equal_to_direct_computation(tmp_path,
 
 def test_changing_only_features_reuses_the_segments(tmp_path, source):
     cache = FeatureCache(tmp_path)
-    utterance_features(source, None, None, DataConfig(), FeatureConfig(), cache)
-    wider = utterance_features(source, None, None, DataConfig(), FeatureConfig(num_mel_bins=80), cache)
+    utterance_inputs(source, DataConfig(), FeatureConfig(), cache=cache)
+    wider = utterance_inputs(source, DataConfig(), FeatureConfig(num_mel_bins=80), cache=cache)
     assert (cache.hits, cache.misses) == (1, 3)
     assert wider[0].fbank.shape[-1] == 80
-    utterance_features(source, 1.0, 2.0, DataConfig(), FeatureConfig(), cache)  # another cut
+    utterance_inputs(source, DataConfig(), FeatureConfig(), 1.0, 2.0, cache)  # another cut
     assert cache.misses == 5
-    utterance_features(source, 1, np.float64(2.0), DataConfig(), FeatureConfig(), cache)  # same cut
+    utterance_inputs(source, DataConfig(), FeatureConfig(), 1, np.float64(2.0), cache)  # same cut
     assert (cache.hits, cache.misses) == (3, 5)
 
 
 def test_short_cut_is_padded_with_masks(tmp_path, source):
-    (segment,) = utterance_features(source, 2.0, 3.0, DataConfig(), FeatureConfig(), FeatureCache(tmp_path))
+    (segment,) = utterance_inputs(source, DataConfig(), FeatureConfig(), 2.0, 3.0, FeatureCache(tmp_path))
     assert segment.waveform.shape == (24000,) and segment.num_valid_samples == 16000
     assert segment.fbank.shape == (num_frames(24000), 40)
     assert segment.num_valid_frames == num_frames(16000)
@@ -217,7 +218,7 @@ def test_short_cut_is_padded_with_masks(tmp_path, source):
 
 def test_data_config_fields_are_in_the_segment_key(tmp_path, source):
     cache = FeatureCache(tmp_path)
-    utterance_features(source, None, None, DataConfig(), FeatureConfig(), cache)
+    utterance_inputs(source, DataConfig(), FeatureConfig(), cache=cache)
     chunks = dataclasses.replace(DataConfig(), segmentation="chunks")
-    segments = utterance_features(source, None, None, chunks, FeatureConfig(), cache)
+    segments = utterance_inputs(source, chunks, FeatureConfig(), cache=cache)
     assert cache.hits == 0 and [s.num_valid_samples for s in segments] == [112000, 48000]

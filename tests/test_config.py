@@ -63,3 +63,40 @@ def test_tuple_fields_coerce_their_items():
     assert config.eval.folds == ("03", "08")
     with pytest.raises(ConfigError, match="model.conv_channels"):
         load_config("paper", overrides={"model.conv_channels": "8,x,8,8,8"})
+
+
+def test_runtime_settings_are_not_the_runs_identity(tmp_path):
+    from ser_lib.analysis.runs import read_config, record_config
+
+    started = load_config("demo", overrides={"runtime.device": "cpu", "runtime.threads": 1, "cache_dir": "a"})
+    record_config(tmp_path, started, resume=False)
+    assert read_config(tmp_path).runtime.device == "cpu"
+    # Resumed elsewhere (another device, thread count, cache): the same experiment.
+    record_config(tmp_path, load_config("demo", overrides={"runtime.threads": 2, "cache_dir": "b"}), resume=True)
+    with pytest.raises(ConfigError, match=r"different config \(sections \['loss'\] differ\)"):
+        record_config(tmp_path, load_config("demo", overrides={"loss.alpha": 0.0}), resume=True)
+
+
+def test_configs_written_before_runtime_existed_still_load():
+    from ser_lib.config import config_from_dict
+
+    tree = load_config("demo").to_dict()
+    runtime = tree.pop("runtime")
+    tree["train"] |= {"device": "cpu", "num_workers": runtime["num_workers"]}
+    assert config_from_dict(tree).runtime.device == "cpu"
+    tree["train"]["lr"] = -1
+    with pytest.raises(ConfigError, match="old.json: train.lr must be > 0"):
+        config_from_dict(tree, source="old.json")
+
+
+def test_presets_are_one_spelling_of_each_setting():
+    from ser_lib.method.presets import FIG6_PRESETS, PRESETS, apply_preset
+
+    base = load_config("demo")
+    baseline = apply_preset(base, "no_correction")
+    assert baseline.loss.alpha == 0.0 and base.loss.alpha == 0.3  # a copy; the base is unchanged
+    assert apply_preset(base, "correction").to_dict() == base.to_dict()
+    assert apply_preset(base, "ic_ic").loss.clear_terms == ("ic",)
+    assert set(FIG6_PRESETS) <= set(PRESETS)
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        apply_preset(base, "nope")

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ser_lib.correction import correct_labels
+from ser_lib.method.correction import correct_labels
 from ser_lib.errors import ConfigError
 
 

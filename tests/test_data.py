@@ -7,25 +7,22 @@ import pytest
 import soundfile
 import torch
 
-from ser_lib.cache import FeatureCache
+from ser_lib.data.cache import FeatureCache
 from ser_lib.config import DataConfig, FeatureConfig
-from ser_lib.data import (
+from ser_lib.data.batching import (
     LengthBucketSampler,
     RandomBatchSampler,
-    Sample,
     SegmentDataset,
-    aggregate_by_utterance,
-    build_samples,
-    clear_class_counts,
     collate,
     make_loader,
     padding_fraction,
     resolve_num_workers,
 )
+from ser_lib.data.samples import Sample, aggregate_by_utterance, build_samples, clear_class_counts
 from ser_lib.errors import AudioError, ConfigError
-from ser_lib.features import num_frames
-from ser_lib.labels import partition
-from ser_lib.manifest import read_manifest, write_manifest
+from ser_lib.data.features import num_frames
+from ser_lib.data.labels import partition
+from ser_lib.data.manifest import read_manifest, write_manifest
 
 RATE = 16000
 CLASSES = DataConfig().classes  # anger, happiness, sadness, neutral

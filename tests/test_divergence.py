@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 
-from ser_lib.divergence import js_divergence, l1_distance
+from ser_lib.analysis.divergence import js_divergence, l1_distance
 
 
 @st.composite

@@ -7,9 +7,9 @@ import pytest
 import soundfile
 
 from conftest import EMODB_ROOT, needs_emodb
-from ser_lib.corpora.emodb import build_emodb_manifest, intended_votes, read_listening_test
+from ser_lib.data.corpora.emodb import build_emodb_manifest, intended_votes, read_listening_test
 from ser_lib.errors import AudioError, CorpusError
-from ser_lib.manifest import read_manifest, validate_manifest
+from ser_lib.data.manifest import read_manifest, validate_manifest
 
 NBSP = "\xa0"
 HEADER = "Nr.\tSatz\terkannt\tnatuerlich"

@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ser_lib.audio import load_audio
+from ser_lib.data.audio import load_audio
 from ser_lib.config import FeatureConfig
 from ser_lib.errors import ConfigError
-from ser_lib.features import fbank, num_frames
+from ser_lib.data.features import fbank, num_frames
 
 EMODB_FILE = Path(__file__).resolve().parents[2] / "shared/data/emodb/wav/03a01Fa.wav"
 TOLERANCE = 1e-3  # max abs difference of log energies
@@ -178,7 +178,7 @@ def test_impossible_frequency_range_is_a_config_error():
 
 
 def test_pitch_tracks_a_harmonic_tone():
-    from ser_lib.features import pitch
+    from ser_lib.data.features import pitch
 
     t = torch.arange(16000) / 16000
     generator = torch.Generator().manual_seed(0)

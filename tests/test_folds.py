@@ -6,8 +6,8 @@ import pytest
 from conftest import EMODB_ROOT, needs_emodb
 from ser_lib.config import EvalConfig
 from ser_lib.errors import ConfigError, ManifestError
-from ser_lib.folds import Fold, loso_folds, session_groups, split_frame
-from ser_lib.labels import partition
+from ser_lib.train.folds import Fold, loso_folds, session_groups, split_frame
+from ser_lib.data.labels import partition
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
 # votes (anger, happiness, sadness, neutral, other) of one speaker's utterances
@@ -135,8 +135,8 @@ def test_split_errors_name_the_fold_and_the_counts():
 
 @needs_emodb
 def test_emodb_folds_pair_speakers_and_use_every_clear_sample(tmp_path):
-    from ser_lib.corpora.emodb import build_emodb_manifest
-    from ser_lib.manifest import read_manifest
+    from ser_lib.data.corpora.emodb import build_emodb_manifest
+    from ser_lib.data.manifest import read_manifest
 
     build_emodb_manifest(EMODB_ROOT, tmp_path / "manifest.csv")
     parted = partition(read_manifest(tmp_path / "manifest.csv"))

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from ser_lib.corpora.iemocap import EXPECTED_CONSENSUS, build_iemocap_manifest, parse_evaluation_file
+from ser_lib.data.corpora.iemocap import EXPECTED_CONSENSUS, build_iemocap_manifest, parse_evaluation_file
 from ser_lib.errors import ConfigError, CorpusError
-from ser_lib.manifest import read_manifest
+from ser_lib.data.manifest import read_manifest
 
 VOTES = ["votes_anger", "votes_happiness", "votes_sadness", "votes_neutral", "votes_other"]
 COMMENT = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"

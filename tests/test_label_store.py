@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ser_lib.divergence import js_divergence
+from ser_lib.analysis.divergence import js_divergence
 from ser_lib.errors import SerError
-from ser_lib.label_store import LabelStore
+from ser_lib.method.label_store import LabelStore
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
 Y_S = {"a": [0.5, 0.5, 0.0, 0.0], "b": [0.25, 0.25, 0.25, 0.25], "c": [0.0, 0.0, 1.0, 0.0]}

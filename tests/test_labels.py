@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from ser_lib.config import DataConfig
 from ser_lib.errors import ManifestError
-from ser_lib.labels import (consensus_labels, format_table, multi_hot_labels, partition, soft_labels,
+from ser_lib.data.labels import (consensus_labels, format_table, multi_hot_labels, partition, soft_labels,
                             soft_matrix, summarize)
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
@@ -67,7 +67,7 @@ def test_consensus_and_multi_hot():
 
 
 def test_split_votes_written_to_csv_keep_exact_ties(tmp_path):
-    from ser_lib.manifest import read_manifest, write_manifest
+    from ser_lib.data.manifest import read_manifest, write_manifest
 
     # Five evaluators whose split votes give other exactly half of all votes: a tie, not a majority.
     other = 1 + 1 / 6 + 1 + 1 / 3  # 2.5000000000000004 in floating point

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ser_lib.config import LossConfig
 from ser_lib.errors import ConfigError
-from ser_lib.losses import (
+from ser_lib.method.losses import (
     JointLoss,
     binary_inter_class_difference,
     inter_class_difference,

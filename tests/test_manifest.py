@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from ser_lib.errors import ManifestError
-from ser_lib.manifest import read_manifest, validate_manifest, write_manifest
+from ser_lib.data.manifest import read_manifest, validate_manifest, write_manifest
 
 HEADER = "utt_id,path,speaker,votes_anger,votes_happiness,votes_sadness,votes_neutral,votes_other"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ser_lib.metrics import aggregate, aggregate_folds, classification_metrics, js_to_soft
+from ser_lib.analysis.metrics import aggregate, aggregate_folds, classification_metrics, js_to_soft
 
 CLASSES = ("a", "b", "c", "d")
 

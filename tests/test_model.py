@@ -10,15 +10,10 @@ from transformers import Wav2Vec2Model
 
 from ser_lib.config import ModelConfig
 from ser_lib.errors import ConfigError
-from ser_lib.model import (
-    SERModel,
-    SpatialBranch,
-    TemporalBranch,
-    TemporalClassifier,
-    build_encoder,
-    count_parameters,
-    tiny_encoder_config,
-)
+from ser_lib.model import SERModel, TemporalClassifier, count_parameters
+from ser_lib.model.encoder import build_encoder, tiny_encoder_config
+from ser_lib.model.spatial import SpatialBranch
+from ser_lib.model.temporal import TemporalBranch
 
 NUM_CLASSES = 4
 RATE = 16000

@@ -38,14 +38,13 @@ def test_notebook_executes_and_validates(notebook, corpus, synth_small, tmp_path
 
 
 TRAINING_NOTEBOOKS = ["03_training", "04_label_drift", "05_tsne_analysis"]
-QUICK = {"train.batch_size": 4, "train.stage1_max_epochs": 1, "train.max_epochs": 2,
-         "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8}
 
 
 @pytest.mark.slow
-def test_training_notebooks_execute_in_sequence(tiny_corpus, tmp_path):
+def test_training_notebooks_execute_in_sequence(tiny_corpus, tmp_path, quick):
+    overrides = {**quick, "train.stage1_max_epochs": 1, "train.max_epochs": 2}
     parameters = {"corpus": str(tiny_corpus), "runs_dir": str(tmp_path / "runs"), "num_folds": 1,
-                  "overrides": {**QUICK, "cache_dir": str(tmp_path / "cache")}}
+                  "overrides": overrides}
     for notebook in TRAINING_NOTEBOOKS:
         papermill.execute_notebook(
             str(NOTEBOOK_DIR / f"{notebook}.ipynb"), str(tmp_path / f"{notebook}.ipynb"), kernel_name="python3",

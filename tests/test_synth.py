@@ -15,10 +15,10 @@ import pytest
 import soundfile
 
 from ser_lib.config import DataConfig
-from ser_lib.corpora import espeak, synth
+from ser_lib.data.corpora import espeak, synth
 from ser_lib.errors import ConfigError, SerError
-from ser_lib.labels import AMBIGUOUS, CLEAR, DROPPED, partition, summarize
-from ser_lib.manifest import read_manifest
+from ser_lib.data.labels import AMBIGUOUS, CLEAR, DROPPED, partition, summarize
+from ser_lib.data.manifest import read_manifest
 
 CLASSES = DataConfig().classes
 SPEAKERS = [f"Ses{s:02d}{g}" for s in range(1, 6) for g in "FM"]

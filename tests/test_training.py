@@ -9,22 +9,19 @@ import torch
 from ser_lib.cli import main as ser
 from ser_lib.config import load_config
 from ser_lib.errors import TrainingError
-from ser_lib.experiment import load_partition, run_loso
-from ser_lib.folds import loso_folds
-from ser_lib.label_store import LabelStore
+from ser_lib.data.labels import load_partition
+from ser_lib.train.loso import run_loso
+from ser_lib.train.folds import loso_folds
+from ser_lib.method.label_store import LabelStore
 from ser_lib.predict import predict_file
-from ser_lib.training import train_fold
+from ser_lib.train.algorithm import train_fold
 
-QUICK = {"train.batch_size": 4, "train.stage1_max_epochs": 2, "train.max_epochs": 3, "train.patience": 10,
-         "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8}
-
-
-def quick_config(tmp_path, **overrides):
-    return load_config("demo", overrides={**QUICK, "cache_dir": str(tmp_path / "cache"), **overrides})
+def quick_config(quick, **overrides):
+    return load_config("demo", overrides={**quick, **overrides})
 
 
 def fold_of(config, manifest, speaker="S1F"):
-    parted = load_partition(manifest, config)
+    parted = load_partition(manifest, config.data)
     config.eval.folds = (speaker,)
     return parted, loso_folds(parted, config.eval)[0]
 
@@ -33,8 +30,8 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_corpus, tmp_path):
-    config = quick_config(tmp_path)
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_corpus, tmp_path, quick):
+    config = quick_config(quick)
     parted, fold = fold_of(config, tiny_corpus)
     straight = train_fold(config, parted, fold, tmp_path / "straight", progress=False)
 
@@ -60,8 +57,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_corpus, tmp_p
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
 
 
-def test_loso_run_folder_and_ambiguous_labels_move(tiny_corpus, tmp_path):
-    config = quick_config(tmp_path, **{"eval.folds": "S1F,S2M"})
+def test_loso_run_folder_and_ambiguous_labels_move(tiny_corpus, tmp_path, quick):
+    config = quick_config(quick, **{"eval.folds": "S1F,S2M"})
     results = run_loso(config, tiny_corpus, tmp_path / "run", progress=False)
     written = json.loads((tmp_path / "run" / "results.json").read_text())
     assert written["wa"] == results["wa"] and 0 <= written["ua"] <= 100
@@ -75,15 +72,15 @@ def test_loso_run_folder_and_ambiguous_labels_move(tiny_corpus, tmp_path):
     assert (drift > 0).all(), "with alpha=0.3 every corrected label differs from the observed one"
 
 
-def test_alpha_zero_keeps_the_observed_labels(tiny_corpus, tmp_path):
-    config = quick_config(tmp_path, **{"loss.alpha": 0.0, "train.stage1_max_epochs": 0, "train.max_epochs": 1})
+def test_alpha_zero_keeps_the_observed_labels(tiny_corpus, tmp_path, quick):
+    config = quick_config(quick, **{"loss.alpha": 0.0, "train.stage1_max_epochs": 0, "train.max_epochs": 1})
     parted, fold = fold_of(config, tiny_corpus)
     record = train_fold(config, parted, fold, tmp_path / "fold", progress=False)
     assert record["js_corrected_to_true"] == pytest.approx(record["js_observed_to_true"])
 
 
-def test_non_finite_loss_stops_with_the_utterance_ids(tiny_corpus, tmp_path, monkeypatch):
-    from ser_lib import losses
+def test_non_finite_loss_stops_with_the_utterance_ids(tiny_corpus, tmp_path, monkeypatch, quick):
+    from ser_lib.method import losses
 
     original = losses.JointLoss.forward
 
@@ -94,15 +91,14 @@ def test_non_finite_loss_stops_with_the_utterance_ids(tiny_corpus, tmp_path, mon
         return loss, parts
 
     monkeypatch.setattr(losses.JointLoss, "forward", poisoned)
-    config = quick_config(tmp_path)
+    config = quick_config(quick)
     parted, fold = fold_of(config, tiny_corpus)
     with pytest.raises(TrainingError, match=r"stage1 epoch 0: non-finite loss for utterance\(s\) \['S"):
         train_fold(config, parted, fold, tmp_path / "fold", progress=False)
 
 
-def test_cli_train_and_predict(tiny_corpus, tmp_path, capsys):
-    sets = [arg for key, value in {**QUICK, "cache_dir": str(tmp_path / "cache")}.items()
-            for arg in ("--set", f"{key}={value}")]
+def test_cli_train_and_predict(tiny_corpus, tmp_path, capsys, quick):
+    sets = [arg for key, value in quick.items() for arg in ("--set", f"{key}={value}")]
     assert ser(["train", "--profile", "demo", *sets, "--manifest", str(tiny_corpus), "--fold", "S2F",
                 "--out", str(tmp_path / "run")]) == 0
     assert "WA" in capsys.readouterr().out

@@ -1,0 +1,236 @@
+"""Figures shared by the CLI, the notebooks and the widgets, as pure functions of their data.
+
+Each function draws on a given matplotlib Axes or makes its own `matplotlib.figure.Figure`.
+They never touch pyplot's global state, so widget callbacks may draw on any thread (ipykernel
+runs them on "subshell" threads); a notebook shows a figure with `display(figure)`.
+`save_figure` writes one atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ..files import atomic_write_bytes
+
+SUBSET_COLORS = {"ambiguous": "0.55", "dropped": "0.85"}
+
+
+def new_axes(figsize: tuple[float, float]) -> Axes:
+    """Axes of a new figure that pyplot does not manage (thread-safe, never shown twice)."""
+    return Figure(figsize=figsize).subplots()
+
+
+def png_bytes(figure: Figure, dpi: int = 120) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Save `figure` atomically (PNG, SVG or PDF by the suffix)."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight",
+                   metadata={"Software": None} if path.suffix in ("", ".png") else None)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def plot_partition(summary: dict[str, Any], ax: Axes | None = None) -> Axes:
+    """Stacked bars per speaker: clear samples per class, then ambiguous and dropped (Table II)."""
+    classes = summary["classes"]
+    speakers = list(summary["by_speaker"])
+    if ax is None:
+        ax = new_axes(figsize=(max(6, 0.6 * len(speakers) + 2), 4))
+    bottom = np.zeros(len(speakers))
+    for name in classes:
+        counts = np.array([summary["by_speaker"][s]["clear_per_class"][name] for s in speakers])
+        ax.bar(speakers, counts, bottom=bottom, label=f"clear: {name}")
+        bottom += counts
+    for subset, color in SUBSET_COLORS.items():
+        counts = np.array([summary["by_speaker"][s][subset] for s in speakers])
+        ax.bar(speakers, counts, bottom=bottom, label=subset, color=color, hatch="//" if subset == "ambiguous" else None)
+        bottom += counts
+    ax.set_ylabel("utterances")
+    ax.set_title(f"Clear / ambiguous partition ({summary['total']} utterances, "
+                 f"{100 * summary['ambiguous_fraction']:.1f}% ambiguous)")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize="small", ncol=2)
+    return ax
+
+
+def plot_soft_labels(soft: np.ndarray, classes, ax: Axes | None = None, titles=None) -> Axes:
+    """Grouped bars of a few soft labels (rows of `soft`), one group per class."""
+    if ax is None:
+        ax = new_axes(figsize=(7, 3))
+    width = 0.8 / len(soft)
+    x = np.arange(len(classes))
+    for i, row in enumerate(soft):
+        ax.bar(x + i * width, row, width, label=None if titles is None else titles[i])
+    ax.set_xticks(x + 0.4 - width / 2, classes)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
+    if titles is not None:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def plot_confusion(confusion, classes, ax: Axes | None = None, normalize: bool = True) -> Axes:
+    """Confusion matrix (rows = true class) as in Fig. 5: row-normalised percentages, with counts.
+
+    A row without samples stays blank. With ``normalize=False`` the colours show counts.
+    """
+    counts = np.asarray(confusion, dtype=np.float64)
+    support = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(100 * counts, support, out=np.zeros_like(counts), where=support > 0)
+    if ax is None:
+        ax = new_axes(figsize=(1.1 * len(classes) + 1.5, 1.1 * len(classes) + 1))
+    shown = shares if normalize else counts
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=100 if normalize else max(counts.max(), 1))
+    for (i, j), count in np.ndenumerate(counts):
+        if support[i, 0] == 0:
+            continue
+        dark = shown[i, j] > 0.6 * image.get_clim()[1]
+        ax.text(j, i, f"{shares[i, j]:.1f}%\n({int(count)})", ha="center", va="center", fontsize="small",
+                color="white" if dark else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of true class" if normalize else "samples")
+    return ax
+
+
+def plot_learning_curves(history: list[dict], ax: Axes | None = None) -> Axes:
+    """Training loss (left axis) and validation WA / UA (right axis) over epochs.
+
+    `history` rows hold stage, epoch, train_loss, val_wa, val_ua. Stages are drawn one after
+    the other (stage 2 continues the x axis of stage 1), each as its own line segment, with a
+    dotted line where a stage begins.
+    """
+    if ax is None:
+        ax = new_axes(figsize=(7, 3.5))
+    scores = ax.twinx()
+    stages = list(dict.fromkeys(row.get("stage") for row in history))
+    start = 0
+    for stage in stages:
+        rows = [row for row in history if row.get("stage") == stage]
+        x = start + np.arange(len(rows))
+        ax.axvline(start, color="0.7", linestyle=":", linewidth=1)
+        ax.text(start, 1.0, f" {stage}", transform=ax.get_xaxis_transform(), va="bottom", fontsize="small",
+                color="0.4")
+        for axis, key, label, style in ((ax, "train_loss", "train loss", "k-"), (scores, "val_wa", "val WA", "C0o-"),
+                                        (scores, "val_ua", "val UA", "C1s-")):
+            values = np.array([np.nan if row.get(key) is None else row[key] for row in rows], dtype=np.float64)
+            keep = np.isfinite(values)
+            axis.plot(x[keep], values[keep], style, markersize=3, label=label if stage == stages[0] else None)
+        start += len(rows)
+    ax.set_xlabel("epoch (stages in sequence)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("training loss")
+    scores.set_ylabel("validation accuracy (%)")
+    handles = ax.get_legend_handles_labels()[0] + scores.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="center right")
+    return ax
+
+
+def plot_label_drift(runs: dict[str, list[tuple[float, float]]], ax: Axes | None = None,
+                     ylabel: str = "mean JS divergence to the true label (bits)") -> Axes:
+    """One line per run (name -> [(epoch, value), ...]): how far labels are from the truth over epochs."""
+    if ax is None:
+        ax = new_axes(figsize=(6, 3.5))
+    for name, points in runs.items():
+        epochs, values = zip(*sorted(points)) if points else ((), ())
+        ax.plot(epochs, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    if runs:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def plot_tsne(embedding_2d, labels, classes, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Scatter of 2-D embeddings (e.g. t-SNE of fused features), one colour per class.
+
+    `labels` are class names or indices into `classes`.
+    """
+    points = np.asarray(embedding_2d, dtype=np.float64)
+    labels = np.asarray(labels)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
+        raise ValueError(f"need [N, 2] points and N labels, got {points.shape} and {labels.shape}")
+    if ax is None:
+        ax = new_axes(figsize=(5, 5))
+    for k, name in enumerate(classes):
+        chosen = labels == (k if np.issubdtype(labels.dtype, np.integer) else name)
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, label=f"{name} ({int(chosen.sum())})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize="small", markerscale=1.5)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+# ----------------------------------------------------------------------------- label drift (eq. 6)
+
+LABEL_COLORS = {"observed": "0.6", "corrected": "C0", "predicted": "C1", "true": "C2"}
+
+
+def plot_sample_labels(labels: Mapping[str, np.ndarray], classes, history: np.ndarray, epochs: list[int],
+                       epoch: int | None, title: str) -> Figure:
+    """One sample's y_s, y_c, y_g and truth as grouped bars (left; see `drift.sample_labels`)
+    next to its corrected label over all epochs (right, `history` [E, K]; dashed: y_s)."""
+    figure = Figure(figsize=(9.5, 3.2), layout="constrained")
+    bars_ax, history_ax = figure.subplots(1, 2, width_ratios=(1.1, 1))
+    if not labels:
+        bars_ax.text(0.5, 0.5, "no sample matches the filter", ha="center", va="center")
+        return figure
+    x = np.arange(len(classes))
+    width = 0.8 / len(labels)
+    for i, (name, values) in enumerate(labels.items()):
+        bars_ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=name, color=LABEL_COLORS[name])
+    bars_ax.set_xticks(x, classes)
+    bars_ax.set(ylim=(0, 1), ylabel="probability", title=title)
+    bars_ax.legend(fontsize="small")
+    for k, name in enumerate(classes):
+        history_ax.plot(epochs, history[:, k], marker="o", markersize=3, color=f"C{k}", label=name)
+        history_ax.axhline(labels["observed"][k], color=f"C{k}", lw=0.8, ls="--")
+    if epoch is not None:
+        history_ax.axvline(epoch, color="k", lw=0.8, ls=":")
+    history_ax.set(ylim=(0, 1), xlabel="epoch", title="corrected label y_c (dashed: y_s)")
+    history_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    history_ax.legend(fontsize="small", ncol=2)
+    return figure
+
+
+def plot_filterbank(features: np.ndarray, frame_shift_ms: float, title: str, ax: Axes | None = None) -> Axes:
+    """A log-mel filterbank [frames, bins] as an image over time, with a colour bar."""
+    if ax is None:
+        ax = Figure(figsize=(5, 2.6), layout="constrained").subplots()
+    seconds = features.shape[0] * frame_shift_ms / 1000
+    image = ax.imshow(np.asarray(features).T, origin="lower", aspect="auto", cmap="magma",
+                      extent=(0, seconds, 0, features.shape[1]))
+    ax.figure.colorbar(image, ax=ax, label="log energy")
+    ax.set(xlabel="s", ylabel="mel bin", title=title)
+    return ax
+
+
+def plot_drift_comparison(corrected: Mapping[str, list], predicted: Mapping[str, list]) -> Figure:
+    """Mean JS divergence to the truth over epochs, one line per run (`drift.label_drift_curve`):
+    of the corrected labels y_c (left) and of the predictions y_g (right)."""
+    figure = Figure(figsize=(11, 3.5), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    plot_label_drift({n: c for n, c in corrected.items() if c}, ax=left)
+    left.set_title("corrected labels y_c (epoch -1: observed y_s)")
+    plot_label_drift({n: c for n, c in predicted.items() if c}, ax=right)
+    right.set_title("predictions y_g (epoch -1: observed y_s)")
+    return figure

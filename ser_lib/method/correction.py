@@ -1,0 +1,54 @@
+"""Model-independent real-time label correction (eq. 6).
+
+An ambiguous sample's observed soft label y_s (vote proportions, eq. 5) is blended with
+the model's current prediction y_g at every training step:
+
+    y_c = (1 - α) · y_s + α · y_g                                          (eq. 6)
+
+Clear samples keep their one-hot consensus label. y_g is detached: the corrected label
+is a *target*, so no gradient may flow into the model through it (otherwise the model
+could lower the loss by moving the target towards itself).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+
+
+def check_alpha(alpha: float) -> float:
+    """α must be a number in [0, 1]; α = 0 disables correction."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"loss.alpha must be a number in [0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+def check_label_batch(y_soft: torch.Tensor, ambiguous: torch.Tensor) -> None:
+    """Shapes shared by the correction and the joint loss: y_soft [B, K], ambiguous bool [B]."""
+    if y_soft.ndim != 2 or y_soft.shape[1] < 2:
+        raise ValueError(f"soft labels must have shape [batch, classes>=2], got {tuple(y_soft.shape)}")
+    if ambiguous.dtype != torch.bool or ambiguous.shape != y_soft.shape[:1]:
+        raise ValueError(
+            f"ambiguous must be a bool tensor of shape [{y_soft.shape[0]}], "
+            f"got {ambiguous.dtype} of shape {tuple(ambiguous.shape)}"
+        )
+
+
+def correct_labels(
+    y_soft: torch.Tensor, y_pred: torch.Tensor, alpha: float, ambiguous: torch.Tensor
+) -> torch.Tensor:
+    """Corrected labels y_c [B, K] (eq. 6).
+
+    y_soft: observed labels [B, K] (one-hot on clear rows, vote proportions on ambiguous ones).
+    y_pred: the model's current class probabilities y_g [B, K]; detached here.
+    ambiguous: bool [B], True for rows of the ambiguous subset S_B.
+    Rows sum to 1 whenever both inputs' rows do (a convex combination).
+    """
+    alpha = check_alpha(alpha)
+    check_label_batch(y_soft, ambiguous)
+    if y_pred.shape != y_soft.shape:
+        raise ValueError(f"predictions {tuple(y_pred.shape)} and soft labels {tuple(y_soft.shape)} differ in shape")
+    y_pred = y_pred.detach().to(y_soft.dtype)
+    blended = (1.0 - alpha) * y_soft + alpha * y_pred
+    return torch.where(ambiguous.unsqueeze(1), blended, y_soft)

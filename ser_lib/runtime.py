@@ -1,0 +1,102 @@
+"""Where and how a model runs: device, precision, random state and checkpoint files.
+
+None of this changes what an experiment is (that is `Config` minus its `runtime` section);
+it is shared by training, inference and benchmarks.
+
+- `select_device`: CUDA, then MPS, then CPU for "auto".
+- `autocast`: bf16 autocast on CUDA, full precision elsewhere.
+- `seed_all`, `rng_state`, `set_rng_state`: torch, CUDA and numpy generators. numpy is
+  included because transformers draws wav2vec2's SpecAugment masks from its global RNG;
+  restoring all three is what makes a resumed run equal an uninterrupted one.
+- `save_checkpoint`, `load_checkpoint`: atomic `torch.save`, `weights_only` loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, TrainingError
+from .files import atomic_write
+
+CHECKPOINT_VERSION = 1
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """CUDA, then MPS, then CPU for "auto"; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"runtime.device={name!r} but CUDA is not available here; use auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"runtime.device={name!r} but MPS is not available here; use auto or cpu")
+    return device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors on `device` (asynchronous copies from pinned memory on CUDA)."""
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+# ----------------------------------------------------------------------------- random state
+
+
+def seed_all(seed: int) -> None:
+    """torch for init and dropout; numpy because transformers draws its time masks from it."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def rng_state() -> dict:
+    """torch, CUDA and numpy generator states, as tensors and numbers (weights_only-safe)."""
+    _, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- checkpoint files
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic torch.save: an interrupted write leaves the previous checkpoint intact."""
+    with atomic_write(path, "wb") as handle:
+        torch.save({"version": CHECKPOINT_VERSION, **state}, handle)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which and why
+        raise TrainingError(f"checkpoint {path} cannot be loaded: {exc}") from None
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise TrainingError(f"checkpoint {path} has version {state.get('version')}, expected {CHECKPOINT_VERSION}")
+    return state

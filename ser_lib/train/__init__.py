@@ -1,0 +1,1 @@
+"""Training and evaluation: Algorithm 1 for one fold, its stages, LOSO folds and runs."""

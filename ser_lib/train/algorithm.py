@@ -1,0 +1,152 @@
+"""Algorithm 1: two-stage training with real-time soft-label correction, for one LOSO fold.
+
+Stage 1 fine-tunes the temporal branch with a classification head on the clear samples
+(S_A) → M1p. Stage 2 joins M1p's temporal branch with a freshly initialised spatial branch,
+fusion and classifier → Mp, and trains it on S_A ∪ S_B, shuffled: in every step the ambiguous
+targets are corrected from the current predictions (eq. 6, inside `method.losses.joint_loss`)
+and the label store records them per epoch. Both stages stop early on the validation UA
+(`stage.StageRunner`, which also makes them resumable).
+
+`train_fold` then evaluates Mp on the test speaker and writes the fold's folder
+(`analysis.runs`); its record holds the test metrics, divergences to the truth (synthetic
+corpora), timings and the learning history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..analysis import runs
+from ..analysis.divergence import js_divergence
+from ..analysis.metrics import classification_metrics, js_to_soft
+from ..analysis.results import fold_record, predictions_frame
+from ..config import Config
+from ..data.cache import FeatureCache
+from ..data.labels import AMBIGUOUS
+from ..data.samples import Sample, clear_class_counts, fbank_statistics
+from ..method.label_store import LabelStore
+from ..method.losses import inverse_frequency_weights
+from ..model import SERModel, TemporalClassifier, save_model
+from ..runtime import seed_all, select_device
+from .evaluate import Predictions, predict
+from .folds import Fold, FoldData, prepare_fold
+from .stage import StageProgress, StageRunner
+
+STAGE1, STAGE2 = "stage1", "stage2"
+
+
+def stage_seed(seed: int, fold: str, stage: str) -> int:
+    """A seed per (run seed, fold, stage), so a stage's init does not depend on what ran before."""
+    return int.from_bytes(f"{seed}|{fold}|{stage}".encode(), "little") % (2**31 - 1)
+
+
+def class_weights_for(samples: list[Sample], config: Config, num_classes: int) -> torch.Tensor | None:
+    """Inverse-frequency weights from the clear training segments (eq. 7)."""
+    if not config.loss.class_weights:
+        return None
+    return inverse_frequency_weights(clear_class_counts(samples, num_classes), num_classes, counts=True)
+
+
+def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str | Path,
+               cache: FeatureCache | None = None, resume: bool = False, progress: bool = True,
+               on_epoch_end: Callable[[str, int], None] | None = None) -> dict:
+    """Train and evaluate one LOSO fold; writes checkpoints, the model and `fold_result.json`.
+
+    Returns the fold record: test metrics, divergences, timings and the learning history.
+    """
+    fold_dir = Path(fold_dir)
+    device = select_device(config.runtime.device)
+    data = prepare_fold(parted, fold, config, cache, progress)
+    classes, num_classes = data.classes, len(data.classes)
+    weights = class_weights_for(data.train, config, num_classes)
+
+    # Stage 1: the temporal branch on clear samples (M1p). The spatial-only variant has none.
+    stage1 = None
+    if config.model.variant == "spatial":
+        seed_all(stage_seed(config.seed, fold.test_speaker, STAGE2))
+        model = SERModel(config.model, num_classes)
+    else:
+        seed_all(stage_seed(config.seed, fold.test_speaker, STAGE1))
+        stage1_model = TemporalClassifier(config.model, num_classes)
+        if config.train.stage1_max_epochs > 0:
+            stage1 = StageRunner(STAGE1, stage1_model, data, data.train_clear, config, device,
+                                 runs.stage_checkpoint(fold_dir, STAGE1), config.train.stage1_max_epochs, weights,
+                                 progress=progress, on_epoch_end=on_epoch_end).run(resume)
+        # Stage 2: M1p's temporal branch + fresh spatial branch, fusion and classifier (Mp).
+        seed_all(stage_seed(config.seed, fold.test_speaker, STAGE2))
+        model = SERModel.from_stage1(stage1_model.cpu(), config.model, num_classes)
+
+    if model.spatial is not None:
+        model.spatial.set_input_statistics(*fbank_statistics(data.train))
+
+    # Stage 2 trains on clear ∪ ambiguous with real-time correction.
+    store = LabelStore(classes)
+    ambiguous_train = data.train_ambiguous
+    if ambiguous_train:
+        store.register([s.sample_id for s in ambiguous_train], torch.stack([s.y_soft for s in ambiguous_train]),
+                       subset=AMBIGUOUS, true=_stack_true(ambiguous_train))
+    runner = StageRunner(STAGE2, model, data, data.train, config, device, runs.stage_checkpoint(fold_dir, STAGE2),
+                         config.train.max_epochs, weights, label_store=store, progress=progress,
+                         on_epoch_end=on_epoch_end)
+    stage2 = runner.run(resume)
+
+    save_model(fold_dir / runs.MODEL, runner.model, config, classes)
+    store.save(fold_dir / runs.LABEL_HISTORY)
+    test = predict(runner.model, data.test, config, device)
+    record = _fold_record(fold, config, data, test, runner, store, stage1, stage2)
+    labels = [classes[k] for k in test.labels]
+    predictions = predictions_frame(test.utt_ids, [fold.test_speaker] * len(labels), fold.test_speaker, labels,
+                                    test.probs, classes)
+    runs.write_fold_outputs(fold_dir, record, predictions, test.utt_ids, test.embeddings, test.labels, test.probs)
+    return record
+
+
+def _stack_true(samples: list[Sample]) -> torch.Tensor | None:
+    if any(s.true is None for s in samples):
+        return None
+    return torch.stack([s.true for s in samples])
+
+
+def _fold_record(fold, config, data: FoldData, test: Predictions, runner: StageRunner, store: LabelStore,
+                 stage1: StageProgress | None, stage2: StageProgress) -> dict:
+    classes = data.classes
+    metrics = classification_metrics(test.labels, test.probs.argmax(axis=1), classes)
+    record = fold_record(
+        fold, metrics,
+        history=(stage1.history if stage1 else []) + stage2.history,
+        best_epoch={"stage1": stage1.best_epoch if stage1 else None, "stage2": stage2.best_epoch},
+        train_seconds=(stage1.train_seconds if stage1 else 0.0) + stage2.train_seconds,
+        train_samples_seen=(stage1.train_samples if stage1 else 0) + stage2.train_samples,
+        num_train={"clear": len(data.train_clear), "ambiguous": len(data.train_ambiguous)},
+    )
+    record["train_samples_per_second"] = record["train_samples_seen"] / max(record["train_seconds"], 1e-9)
+    if data.test_ambiguous:
+        ambiguous = predict(runner.model, data.test_ambiguous, config, runner.device)
+        record["js_ambiguous_test"] = js_to_soft(ambiguous.probs, ambiguous.y_soft)
+    record.update(_divergences_to_truth(store, runner, data, config))
+    return record
+
+
+def _divergences_to_truth(store: LabelStore, runner: StageRunner, data: FoldData, config: Config) -> dict:
+    """On synthetic corpora: how far the observed, the finally corrected and the predicted labels
+    of the ambiguous training samples are from the true distributions (the paper's claim)."""
+    ambiguous = data.train_ambiguous
+    if not ambiguous or any(s.true is None for s in ambiguous) or not store.epochs:
+        return {}
+    ids = [s.sample_id for s in ambiguous]
+    true = torch.stack([s.true for s in ambiguous]).numpy()
+    observed = torch.stack([s.y_soft for s in ambiguous]).numpy()
+    final = store.final("corrected").loc[ids].to_numpy()
+    predicted = predict(runner.model, ambiguous, config, runner.device)
+    by_utt = {u: p for u, p in zip(predicted.utt_ids, predicted.probs)}
+    predicted_rows = np.stack([by_utt[s.utt_id] for s in ambiguous])
+    return {
+        "js_observed_to_true": float(js_divergence(observed, true).mean()),
+        "js_corrected_to_true": float(js_divergence(final, true).mean()),
+        "js_pred_to_true": float(js_divergence(predicted_rows, true).mean()),
+    }

@@ -1,0 +1,49 @@
+"""Leave-one-speaker-out runs (§V-A): every fold trained by Algorithm 1, then aggregated.
+
+With ``resume=True`` finished folds are read back and an interrupted fold continues from its
+last checkpoint; folds of one run can be trained by separate jobs and aggregated by a final
+resumed call. The run folder's layout is `analysis.runs`'; the aggregated results are
+`analysis.results`'.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..analysis import runs
+from ..analysis.metrics import aggregate_folds
+from ..analysis.results import write_results
+from ..config import Config
+from ..data.cache import FeatureCache
+from ..data.labels import load_partition
+from .algorithm import train_fold
+from .folds import loso_folds
+
+
+def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, resume: bool = False,
+             progress: bool = True) -> dict:
+    """Train and evaluate every fold of `config.eval.folds` (all speakers when empty)."""
+    run_dir = Path(run_dir)
+    parted = load_partition(manifest_path, config.data)
+    folds = loso_folds(parted, config.eval)
+    runs.record_config(run_dir, config, resume)
+    cache = FeatureCache(config.cache_dir)
+    records = []
+    for fold in tqdm(folds, desc="LOSO folds", disable=not progress or len(folds) == 1):
+        fold_dir = runs.fold_dir(run_dir, fold.test_speaker)
+        if resume and runs.is_finished(fold_dir):
+            records.append(runs.read_fold_record(fold_dir))
+            continue
+        if progress:
+            tqdm.write(f"fold {fold.test_speaker}: {fold.describe()}")
+        records.append(train_fold(config, parted, fold, fold_dir, cache, resume=resume, progress=progress))
+    predictions = pd.concat([runs.read_fold_predictions(runs.fold_dir(run_dir, r["speaker"])) for r in records])
+    summary = aggregate_folds(records)
+    return write_results(run_dir, summary, [_without_history(r) for r in records], predictions, config)
+
+
+def _without_history(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "history"}
