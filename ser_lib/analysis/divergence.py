@@ -32,6 +32,10 @@ def js_divergence(p, q) -> np.ndarray | float:
 
     JS(p, q) = ½·KL(p‖m) + ½·KL(q‖m) with m = ½(p + q), log base 2, so 0 <= JS <= 1.
     Zero entries contribute 0 (0·log 0 = 0). Rows are used as given (not renormalised).
+
+    Written out rather than taken from `scipy.spatial.distance.jensenshannon`: scipy silently
+    renormalises rows, and (scipy 1.17) returns 1 bit instead of 0 for [1, 0] against
+    [1, 5e-324], where its m = (p + q) / 2 underflows (tests/test_divergence.py).
     Returns a float for one pair of vectors, else an array of shape p.shape[:-1].
     """
     p, q = _check_pair(p, q)

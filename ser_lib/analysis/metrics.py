@@ -122,8 +122,10 @@ def aggregate(values: Iterable[float], confidence: float = CONFIDENCE) -> dict:
     if n == 1:
         return {"mean": mean, "std": 0.0, "ci95": (mean, mean), "n": 1}
     std = float(array.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std / np.sqrt(n)
-    return {"mean": mean, "std": std, "ci95": (mean - half, mean + half), "n": n}
+    if std == 0.0:  # scipy's interval is NaN for a zero scale; identical values have no spread
+        return {"mean": mean, "std": 0.0, "ci95": (mean, mean), "n": n}
+    low, high = stats.t.interval(confidence, df=n - 1, loc=mean, scale=std / np.sqrt(n))
+    return {"mean": mean, "std": std, "ci95": (float(low), float(high)), "n": n}
 
 
 def aggregate_folds(fold_results: list[dict], keys: Sequence[str] = SUMMARY_KEYS) -> dict:
