@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from .data import labels
 from .config import PROFILES, Config, load_config
-from .errors import SerError
+from .data import labels
 from .data.manifest import format_problems, read_manifest, validate_manifest
+from .errors import ConfigError, SerError
+from .runtime import apply_threads
 
 DEFAULT_SYNTH_DIR = Path("data/synth-small")
 DEFAULT_FIGURES_DIR = Path("figures")
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         config = load_config(args.profile, args.config, args.set)
+        apply_threads(config.runtime)
         return args.handler(args, config) or 0
     except SerError as error:
         print(f"ser: error: {error}", file=sys.stderr)
@@ -108,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--figures", type=Path, default=DEFAULT_FIGURES_DIR, help="where figures and tables go")
     demo.add_argument("--num-folds", type=int, default=2, help="LOSO folds to run (the first speakers)")
     demo.set_defaults(handler=cmd_demo, profile="demo")
+
+    bench = commands.add_parser("bench", parents=[common],
+                                help="inference cost like the paper's Table VI; training throughput")
+    bench.add_argument("--encoder", help="tiny, base, a Hugging Face name or a folder (default: model.encoder)")
+    bench.add_argument("--lengths", default="1,1.2,1.6,1.94,3,7", help="input lengths in seconds, comma-separated")
+    bench.add_argument("--runs", type=int, default=100, help="timed forwards per length")
+    bench.add_argument("--warmup", type=int, default=10, help="untimed forwards before them")
+    bench.add_argument("--dtypes", help="fp32 and/or bf16 (autocast), comma-separated "
+                                        "(default: fp32,bf16 on CUDA, fp32 elsewhere)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--train", action="store_true", help="also measure stage-1 and stage-2 training throughput")
+    bench.add_argument("--train-length", type=float, default=4.0, help="segment length of the training batches (s)")
+    bench.add_argument("--train-steps", type=int, default=5, help="timed training steps per stage")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
@@ -199,6 +215,50 @@ def cmd_demo(args, config: Config) -> int:
     run_demo(config, args.data, args.out, args.figures, num_folds=args.num_folds)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def cmd_bench(args, config: Config) -> int:
+    from .analysis import efficiency
+    from .runtime import select_device
+
+    encoder = config.model.encoder if args.encoder is None else args.encoder
+    lengths = _parse_seconds(args.lengths, "--lengths")
+    device = select_device(config.runtime.device)
+    dtypes = efficiency.default_dtypes(device) if args.dtypes is None else _parse_list(args.dtypes)
+    # Check the arguments before the first measurement, not minutes into it.
+    efficiency.with_encoder(config, encoder)
+    efficiency.check_bench_args(lengths, args.runs, args.warmup, dtypes)
+    if args.train:
+        efficiency.check_training_args(args.train_length, args.train_steps, 0)
+    peaks = efficiency.measure_peaks(device)
+    rows = efficiency.run_benchmark(config, encoder, lengths, args.runs, device, dtypes, warmup=args.warmup,
+                                    peaks=peaks, progress=True)
+    train = None
+    if args.train:
+        train = efficiency.measure_training_throughput(config, encoder, device, args.train_length,
+                                                       args.train_steps, peaks=peaks)
+    if args.json:
+        report = {"rows": rows, "peaks": peaks}
+        if train is not None:
+            report["train"] = train
+        print(json.dumps(report, indent=2))
+    else:
+        print(efficiency.format_markdown(rows, peaks))
+        if train is not None:
+            print()
+            print(efficiency.format_training_markdown(train))
+    return 0
+
+
+def _parse_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _parse_seconds(text: str, option: str) -> list[float]:
+    try:
+        return [float(item) for item in _parse_list(text)]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated seconds, got {text!r}") from None
 
 
 def _results_line(results: dict, out: Path) -> str:

@@ -4,6 +4,7 @@ gradients, determinism and the stage-1 -> stage-2 hand-over."""
 import dataclasses
 import time
 
+import numpy as np
 import pytest
 import torch
 from transformers import Wav2Vec2Model
@@ -304,3 +305,25 @@ def test_spatial_input_normalisation_global_keeps_loudness_utterance_removes_it(
         assert torch.allclose(out[0], out[1], atol=1e-4) == same, mode
     state = branch.state_dict()
     assert torch.equal(state["input_mean"], torch.full((40,), -2.0)) and "input_std" in state
+
+
+def test_precomputed_front_end_gives_the_same_outputs():
+    """A frozen front end's features, computed once per segment, replace the conv stack exactly."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    torch.manual_seed(0)
+    model = SERModel(tiny_config(), NUM_CLASSES).eval()
+    batch = make_batch([16000, 12000, 9000], [98, 73, 55])
+    items = [batch["waveform"][i, : int(n)] for i, n in enumerate(batch["waveform_lengths"])]
+    features = pad_sequence(model.temporal.front_end(items, batch_size=2), batch_first=True)
+    alone = [model.temporal.front_end([w])[0] for w in items]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(alone, model.temporal.front_end(items)))
+    with torch.no_grad():
+        direct = model(batch)
+        cached = model({**batch, "front_end": features})
+    torch.testing.assert_close(cached["embedding"], direct["embedding"], rtol=1e-5, atol=1e-6)
+    # In training, time masking still applies to the cached path (it acts after the front end).
+    model.train()
+    np.random.seed(0)
+    masked = model.temporal._encode_front_end(features, torch.ones(3, 16000, dtype=torch.long))
+    assert masked.shape[:2] == features.shape[:2]

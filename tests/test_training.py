@@ -116,3 +116,23 @@ def test_unknown_fold_speaker_is_a_clear_cli_error(tiny_corpus, tmp_path, capsys
     assert ser(["loso", "--profile", "demo", "--manifest", str(tiny_corpus), "--folds", "S9X",
                 "--out", str(tmp_path / "run")]) == 2
     assert "S9X" in capsys.readouterr().err
+
+
+def test_frozen_front_end_keeps_its_initial_weights(tiny_corpus, tmp_path, quick):
+    from ser_lib.model import TemporalClassifier
+    from ser_lib.runtime import seed_all
+    from ser_lib.train.algorithm import STAGE1, stage_seed
+
+    config = quick_config(quick, **{"model.freeze_feature_encoder": True})
+    parted, fold = fold_of(config, tiny_corpus)
+    train_fold(config, parted, fold, tmp_path / "fold", progress=False)
+    trained = torch.load(tmp_path / "fold" / "model.pt", weights_only=True)["model"]
+    seed_all(stage_seed(config.seed, fold.test_speaker, STAGE1))
+    initial = TemporalClassifier(config.model, 4).temporal.encoder.feature_extractor.state_dict()
+    prefix = "temporal.encoder.feature_extractor."
+    assert initial and all(torch.equal(trained[prefix + k], v) for k, v in initial.items())
+    moved = [k for k in trained if k.startswith("temporal.encoder.encoder.")]
+    assert moved  # the transformer itself was trained (checked against its init below)
+    seed_all(stage_seed(config.seed, fold.test_speaker, STAGE1))
+    init_encoder = TemporalClassifier(config.model, 4).temporal.encoder.encoder.state_dict()
+    assert not all(torch.equal(trained["temporal.encoder.encoder." + k], v) for k, v in init_encoder.items())

@@ -72,6 +72,8 @@ def collate(items: Sequence[tuple[int, Sample]]) -> dict:
     }
     if all(s.true is not None for s in samples):
         batch["true"] = torch.stack([s.true for s in samples])
+    if all(s.front_end is not None for s in samples):
+        batch["front_end"] = pad_sequence([s.front_end for s in samples], batch_first=True)
     return batch
 
 

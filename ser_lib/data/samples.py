@@ -49,6 +49,9 @@ class Sample:
     num_valid_samples: int
     fbank: torch.Tensor
     num_valid_frames: int
+    # wav2vec2's frozen convolutional features [frames, channels], when computed once per fold
+    # (model.freeze_feature_encoder; see model.temporal.TemporalBranch).
+    front_end: torch.Tensor | None = None
 
     @property
     def ambiguous(self) -> bool:

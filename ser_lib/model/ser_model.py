@@ -55,7 +55,8 @@ class SERModel(nn.Module):
     "full"       multi-level fusion of X_s and F_t -> classifier
 
     forward(batch) takes `fbank` [B, T, bins] + `fbank_lengths` [B] (spatial branch) and/or
-    `waveform` [B, S] + `waveform_lengths` [B] (temporal branch) and returns
+    `waveform` [B, S] + `waveform_lengths` [B] (temporal branch; optionally `front_end`, the
+    frozen front end's precomputed features, see `TemporalBranch`) and returns
     {"logits": [B, K], "embedding": [B, D]}, the embedding being the classifier's input.
     `encoder` replaces the one `build_encoder(model_config)` would build.
     """
@@ -98,7 +99,7 @@ class SERModel(nn.Module):
             features.append(self.spatial(batch["fbank"], batch["fbank_lengths"]))
         if self.temporal is not None:
             _require(batch, ("waveform", "waveform_lengths"))
-            features.append(self.temporal(batch["waveform"], batch["waveform_lengths"]))
+            features.append(self.temporal(batch["waveform"], batch["waveform_lengths"], batch.get("front_end")))
         if self.fusion is not None:
             embedding = self.fusion(*features)
         elif len(features) == 2:
@@ -121,7 +122,7 @@ class TemporalClassifier(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         _require(batch, ("waveform", "waveform_lengths"))
-        embedding = self.temporal(batch["waveform"], batch["waveform_lengths"])
+        embedding = self.temporal(batch["waveform"], batch["waveform_lengths"], batch.get("front_end"))
         return {"logits": self.head(embedding), "embedding": embedding}
 
 

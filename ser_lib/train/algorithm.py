@@ -52,6 +52,17 @@ def class_weights_for(samples: list[Sample], config: Config, num_classes: int) -
     return inverse_frequency_weights(clear_class_counts(samples, num_classes), num_classes, counts=True)
 
 
+def freeze_front_end(temporal, data: FoldData, device) -> None:
+    """Fix wav2vec2's convolutional front end (model.freeze_feature_encoder) and compute its
+    output for every segment of the fold once: it cannot change, so no epoch recomputes it.
+    Stage 2 inherits the frozen front end with the rest of the temporal branch."""
+    temporal.encoder.freeze_feature_encoder()
+    temporal.to(device)
+    samples = data.every_sample
+    for sample, features in zip(samples, temporal.front_end([s.waveform for s in samples])):
+        sample.front_end = features
+
+
 def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str | Path,
                cache: FeatureCache | None = None, resume: bool = False, progress: bool = True,
                on_epoch_end: Callable[[str, int], None] | None = None) -> dict:
@@ -73,6 +84,8 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
     else:
         seed_all(stage_seed(config.seed, fold.test_speaker, STAGE1))
         stage1_model = TemporalClassifier(config.model, num_classes)
+        if config.model.freeze_feature_encoder:
+            freeze_front_end(stage1_model.temporal, data, device)
         if config.train.stage1_max_epochs > 0:
             stage1 = StageRunner(STAGE1, stage1_model, data, data.train_clear, config, device,
                                  runs.stage_checkpoint(fold_dir, STAGE1), config.train.stage1_max_epochs, weights,

@@ -41,7 +41,7 @@ def predict(model: torch.nn.Module, samples: list[Sample], config: Config, devic
                          bucket_by_length=config.train.bucket_by_length, num_workers=0)
     sample_ids, probs, embeddings = [], [], []
     for batch in loader:
-        with autocast(device):
+        with autocast(device, config.runtime.precision):
             out = model(to_device(batch, device))
         probs.append(torch.softmax(out["logits"].float(), dim=-1).cpu())
         embeddings.append(out["embedding"].float().cpu())

@@ -194,6 +194,10 @@ class FoldData:
     def train_ambiguous(self) -> list[Sample]:
         return [s for s in self.train if s.subset == AMBIGUOUS]
 
+    @property
+    def every_sample(self) -> list[Sample]:
+        return self.train + self.validation + self.test + self.test_ambiguous
+
 
 def prepare_fold(parted: pd.DataFrame, fold: Fold, config: Config, cache: FeatureCache | None,
                  progress: bool = True) -> FoldData:

@@ -19,6 +19,7 @@ from ..analysis.results import write_results
 from ..config import Config
 from ..data.cache import FeatureCache
 from ..data.labels import load_partition
+from ..runtime import apply_threads
 from .algorithm import train_fold
 from .folds import loso_folds
 
@@ -27,6 +28,7 @@ def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, res
              progress: bool = True) -> dict:
     """Train and evaluate every fold of `config.eval.folds` (all speakers when empty)."""
     run_dir = Path(run_dir)
+    apply_threads(config.runtime)
     parted = load_partition(manifest_path, config.data)
     folds = loso_folds(parted, config.eval)
     runs.record_config(run_dir, config, resume)

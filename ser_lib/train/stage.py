@@ -1,9 +1,9 @@
 """One training stage of Algorithm 1, epoch by epoch, with early stopping and resume.
 
-Each step: forward (bf16 autocast on CUDA), the joint loss with real-time correction (eqs.
-6-11, `method.losses.JointLoss`), a finite-loss check naming the batch's utterances, backward,
-gradient clipping and an Adam step; the label store records the ambiguous rows' y_s, y_c and
-y_g. Each epoch ends with validation (utterance-level UA, WA breaking ties) and an atomic
+Each step: forward (bf16 autocast on CUDA; `runtime.precision`), the joint loss with real-time
+correction (eqs. 6-11, `method.losses.JointLoss`), a finite-loss check naming the batch's
+utterances, backward, gradient clipping and an Adam step; the label store records the
+ambiguous rows' y_s, y_c and y_g. Each epoch ends with validation (utterance-level UA, WA breaking ties) and an atomic
 checkpoint of everything that determines the rest of the run: model, best model, optimiser,
 RNG states, label store and early-stopping state. A resumed stage therefore continues exactly
 where it stopped; on CPU with a fixed seed it equals an uninterrupted run.
@@ -85,7 +85,7 @@ class StageRunner:
         bar = tqdm(self.loader, desc=f"{self.stage} epoch {epoch}", leave=False, disable=not self.progress)
         for batch in bar:
             batch = to_device(batch, self.device)
-            loss, parts = forward_loss(self.model, batch, self.loss_fn, self.device)
+            loss, parts = forward_loss(self.model, batch, self.loss_fn, self.device, self.config.runtime.precision)
             _check_finite(parts["per_sample"], batch, self.stage, epoch)
             optimizer_step(loss, self.model, self.optimizer, self.config.train.grad_clip)
             if self.label_store is not None and bool(batch["ambiguous"].any()):
@@ -147,10 +147,10 @@ def make_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Op
     return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
 
-def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: JointLoss,
-                 device: torch.device) -> tuple[torch.Tensor, dict]:
+def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: JointLoss, device: torch.device,
+                 precision: str = "auto") -> tuple[torch.Tensor, dict]:
     """The joint loss of a batch already on `device` (eqs. 6-11), the forward under autocast."""
-    with autocast(device):
+    with autocast(device, precision):
         logits = model(batch)["logits"]
     return loss_fn(logits.float(), batch["y_soft"], batch["ambiguous"])
 
