@@ -30,8 +30,10 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_corpus, tmp_path, quick):
-    config = quick_config(quick)
+@pytest.mark.parametrize("speed", [{}, {"model.freeze_feature_encoder": False, "runtime.precision": "fp32"},
+                                   {"runtime.precision": "bf16", "runtime.threads": 1}])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_corpus, tmp_path, quick, speed):
+    config = quick_config(quick, **speed)
     parted, fold = fold_of(config, tiny_corpus)
     straight = train_fold(config, parted, fold, tmp_path / "straight", progress=False)
 
