@@ -100,3 +100,24 @@ def test_presets_are_one_spelling_of_each_setting():
     assert set(FIG6_PRESETS) <= set(PRESETS)
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         apply_preset(base, "nope")
+
+
+def test_paper_profile_takes_the_papers_reading_of_the_open_points():
+    paper, default = load_config("paper"), Config()
+    assert (paper.data.segmentation, paper.train.bucket_by_length) == ("chunks", False)
+    assert (paper.loss.ic_norm, paper.train.adam_eps) == ("ambiguous", 1e-5)
+    assert paper.eval.validation == "session"  # leak-free unless eval.validation=paper
+    assert (default.loss.ic_norm, default.loss.ic_form, default.train.adam_eps) == ("batch", "eq10", 1e-8)
+    with pytest.raises(ConfigError, match="loss.ic_norm"):
+        load_config(overrides={"loss.ic_norm": "n2"})
+    with pytest.raises(ConfigError, match="train.adam_eps"):
+        load_config(overrides={"train.adam_eps": 0})
+
+
+def test_adam_eps_reaches_the_optimizer():
+    import torch
+
+    from ser_lib.train.stage import make_optimizer
+
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), load_config("paper").train)
+    assert optimizer.param_groups[0]["eps"] == 1e-5

@@ -56,14 +56,16 @@ def joint_batches(draw):
     return logits.float(), y_soft.float(), ambiguous, weights.float()
 
 
-def naive_inter_class_difference(p, y, beta):
-    """Eqs. 9-10 written as the triple sum, one sample, one pair of classes at a time."""
+def naive_inter_class_difference(p, y, beta, form="eq10"):
+    """Eqs. 9-10 written as the triple sum, one sample, one pair of classes at a time; "eq16"
+    subtracts y_k·p_k (the margin eq. 16 differentiates) instead of y_j·p_k."""
     out = []
     for i in range(p.shape[0]):
         total = 0.0
         for j in range(p.shape[1]):
             for k in range(p.shape[1]):
-                u = max(0.0, (1 - y[i, j]) * (p[i, j] + beta) - y[i, j] * p[i, k])
+                positive = y[i, j] * p[i, k] if form == "eq10" else y[i, k] * p[i, k]
+                u = max(0.0, (1 - y[i, j]) * (p[i, j] + beta) - positive)
                 total += math.exp(u) - 1
         out.append(total)
     return torch.tensor(out, dtype=torch.float64)
@@ -86,11 +88,24 @@ def test_inter_class_difference_bounds(batch):
 
 
 @SETTINGS
-@given(probs_and_targets())
-def test_vectorised_inter_class_difference_equals_the_triple_loop(batch):
+@given(probs_and_targets(), st.sampled_from(["eq10", "eq16"]))
+def test_vectorised_inter_class_difference_equals_the_triple_loop(batch, form):
     probs, targets, beta = batch
-    expected = naive_inter_class_difference(probs.numpy(), targets.numpy(), beta)
-    torch.testing.assert_close(inter_class_difference(probs, targets, beta), expected)
+    expected = naive_inter_class_difference(probs.numpy(), targets.numpy(), beta, form)
+    torch.testing.assert_close(inter_class_difference(probs, targets, beta, form), expected)
+
+
+def test_eq16_compares_p_j_with_p_k_where_eq10_does_not():
+    """Label [0.5, 0.5, 0]: class 2 is off-label. As printed, eq. 10 charges p_2 + β whatever
+    p_0 and p_1 are; eq. 16's margin is met once y_k·p_k exceeds p_2 + β for the label classes."""
+    y = torch.tensor([[0.5, 0.5, 0.0]])
+    p = torch.tensor([[0.45, 0.45, 0.10]])
+    eq10 = inter_class_margins(p, y, 0.1, "eq10")[0, 2]
+    eq16 = inter_class_margins(p, y, 0.1, "eq16")[0, 2]
+    torch.testing.assert_close(eq10, torch.full((3,), 0.2))  # p_2 + β for every k
+    torch.testing.assert_close(eq16, torch.tensor([0.0, 0.0, 0.2]))  # 0.2 - 0.225 < 0 for k = 0, 1
+    with pytest.raises(ConfigError, match="loss.ic_form"):
+        inter_class_margins(p, y, 0.1, "eq11")
 
 
 def test_inter_class_difference_on_a_one_hot_target_is_not_zero():
@@ -189,6 +204,21 @@ def test_inverse_frequency_weights_errors():
 
 
 # ---------------------------------------------------------------- joint loss (eq. 11)
+
+
+@SETTINGS
+@given(joint_batches())
+def test_ic_norm_ambiguous_averages_the_ic_term_over_n2(batch):
+    """Eq. 9: L = mean over the batch of the cross-entropy + (1/N_2) Σ over ambiguous rows of L_Ic."""
+    logits, y_soft, ambiguous, weights = batch
+    loss, parts = joint_loss(logits, y_soft, ambiguous, LossConfig(ic_norm="ambiguous"), weights)
+    n2 = int(ambiguous.sum())
+    ic = sum(float(parts["ic"][i]) for i in range(len(ambiguous)) if ambiguous[i])
+    expected = sum(float(c) for c in parts["cor"]) / len(ambiguous) + (ic / n2 if n2 else 0.0)
+    assert float(loss) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    batch_loss, _ = joint_loss(logits, y_soft, ambiguous, LossConfig(ic_norm="batch"), weights)
+    if n2:  # the ic term weighs B / N_2 times more than with 1/B
+        assert float(loss - batch_loss) == pytest.approx(ic / n2 - ic / len(ambiguous), rel=1e-4, abs=1e-5)
 
 
 @SETTINGS

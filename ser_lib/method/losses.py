@@ -83,19 +83,33 @@ def inverse_frequency_weights(labels_or_counts, num_classes: int, *, counts: boo
     return (inverse / inverse.mean()).float()
 
 
-def inter_class_margins(probs: torch.Tensor, targets: torch.Tensor, beta: float) -> torch.Tensor:
-    """u_ijk = max(0, (1 - y_ij)(p_ij + β) - y_ij · p_ik), shape [B, K (j), K (k)] (eq. 10)."""
+def inter_class_margins(probs: torch.Tensor, targets: torch.Tensor, beta: float, form: str = "eq10") -> torch.Tensor:
+    """The margins u_ijk of eq. 10, shape [B, K (j), K (k)].
+
+    form "eq10" (as printed):  u_ijk = max(0, (1 - y_ij)(p_ij + β) - y_ij · p_ik)
+    form "eq16" (the margin eq. 16 differentiates):  u_ijk = max(0, (1 - y_ij)(p_ij + β) - y_ik · p_ik)
+
+    As printed, a class j with y_j = 0 is pushed down by p_j + β whatever p_k is; eq. 16 asks
+    instead that each non-target probability p_j stay β below y_k·p_k for the classes k the label
+    holds, a margin between p_j and p_k.
+    """
     if probs.shape != targets.shape or probs.ndim != 2:
         raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} must both be [B, K]")
     if beta < 0:
         raise ConfigError(f"loss.beta must be >= 0, got {beta!r}")
     y = targets.to(probs.dtype)
     negative_margin = ((1.0 - y) * (probs + beta)).unsqueeze(2)  # [B, j, 1]
-    positive_mass = y.unsqueeze(2) * probs.unsqueeze(1)  # [B, j, k]: y_ij · p_ik
+    if form == "eq10":
+        positive_mass = y.unsqueeze(2) * probs.unsqueeze(1)  # [B, j, k]: y_ij · p_ik
+    elif form == "eq16":
+        positive_mass = (y * probs).unsqueeze(1)  # [B, 1, k]: y_ik · p_ik
+    else:
+        raise ConfigError(f"loss.ic_form must be 'eq10' or 'eq16', got {form!r}")
     return torch.clamp(negative_margin - positive_mass, min=0.0)
 
 
-def inter_class_difference(probs: torch.Tensor, targets: torch.Tensor, beta: float) -> torch.Tensor:
+def inter_class_difference(probs: torch.Tensor, targets: torch.Tensor, beta: float,
+                           form: str = "eq10") -> torch.Tensor:
     """Enhanced inter-class difference loss per sample [B] (eqs. 9-10).
 
     L_i = Σ_j Σ_k (exp(u_ijk) - 1),  u_ijk = max(0, (1 - y_ij)(p_ij + β) - y_ij · p_ik)
@@ -109,7 +123,7 @@ def inter_class_difference(probs: torch.Tensor, targets: torch.Tensor, beta: flo
     probability towards zero. `joint_loss` therefore applies it, by default, only to
     ambiguous samples (LossConfig.ambiguous_terms), not to clear ones.
     """
-    return torch.expm1(inter_class_margins(probs, targets, beta)).sum(dim=(1, 2))
+    return torch.expm1(inter_class_margins(probs, targets, beta, form)).sum(dim=(1, 2))
 
 
 def binary_inter_class_difference(logits: torch.Tensor, multi_hot: torch.Tensor, beta: float) -> torch.Tensor:
@@ -149,10 +163,12 @@ def joint_loss(
     Each sample sums the terms of its subset: `config.clear_terms` for clear rows,
     `config.ambiguous_terms` for ambiguous rows, where
       "cor" = soft_cross_entropy(logits, y_c, class_weights)            (eq. 7)
-      "ic"  = inter_class_difference(probs, y_c or y_s, β)               (eqs. 9-10)
+      "ic"  = inter_class_difference(probs, y_c or y_s, β, config.ic_form)  (eqs. 9-10)
     and `config.ic_target` picks y_c ("corrected") or y_s ("observed") for "ic".
-    The loss is the mean over the batch of these per-sample sums: divided by B, not by
-    the summed class weights as torch's hard-label `cross_entropy(weight=...)` does.
+    With `config.ic_norm` "batch" the loss is the mean over the batch of these per-sample
+    sums: divided by B, not by the summed class weights as torch's hard-label
+    `cross_entropy(weight=...)` does. With "ambiguous" (eq. 9) the ic term is divided by the
+    number N_2 of rows it applies to instead.
     α = 0 gives the "no correction" baseline; the term choices cover Table IX.
 
     class_weights [K] must be given exactly when `config.class_weights` is true. `config` is
@@ -176,19 +192,29 @@ def joint_loss(
     ic_target = corrected if config.ic_target == "corrected" else y_soft.to(probs.dtype)
     terms = {
         "cor": soft_cross_entropy(logits, corrected, class_weights),
-        "ic": inter_class_difference(probs, ic_target, config.beta),
+        "ic": inter_class_difference(probs, ic_target, config.beta, config.ic_form),
     }
     parts: dict[str, torch.Tensor] = {}
     per_sample = torch.zeros_like(terms["cor"])
+    rows = {}  # which rows each term applies to
     for name, values in terms.items():
-        applies = torch.where(ambiguous, name in config.ambiguous_terms, name in config.clear_terms)
+        applies = rows[name] = torch.where(ambiguous, name in config.ambiguous_terms, name in config.clear_terms)
         # where, not a 0/1 product: a non-finite term on a row that does not use it stays out.
         parts[name] = torch.where(applies, values, torch.zeros_like(values))
         per_sample = per_sample + parts[name]
     parts["per_sample"] = per_sample
     parts["corrected"] = corrected.detach()
     parts["probs"] = probs.detach()
-    return per_sample.mean(), parts
+    return _reduce(parts, rows["ic"], config.ic_norm), parts
+
+
+def _reduce(parts: dict[str, torch.Tensor], ic_rows: torch.Tensor, ic_norm: str) -> torch.Tensor:
+    """The batch loss: the mean of the per-sample sums ("batch"), or, for eq. 9's 1/N_2
+    ("ambiguous"), the cross-entropy's mean over the batch plus the ic term's mean over the
+    N_2 rows it applies to (0 when the batch has none)."""
+    if ic_norm == "batch":
+        return parts["per_sample"].mean()
+    return parts["cor"].mean() + parts["ic"].sum() / ic_rows.sum().clamp_min(1)
 
 
 class JointLoss(nn.Module):

@@ -143,8 +143,8 @@ class StageRunner:
 
 
 def make_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-    """Adam with the learning rate and weight decay of Table I."""
-    return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    """Adam with the learning rate, weight decay and ε (`train.adam_eps`) of Table I."""
+    return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, eps=train.adam_eps)
 
 
 def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: JointLoss, device: torch.device,
