@@ -26,6 +26,7 @@ OTHER = "other"
 LOSS_TERMS = ("cor", "ic")
 IC_NORMS = ("batch", "ambiguous")
 IC_FORMS = ("eq10", "eq16")
+CORRECTION_UPDATES = ("step", "running")
 # How a long utterance is cut (see ser_lib.audio.segment_bounds).
 SEGMENTATIONS = ("equal", "chunks")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -131,6 +132,22 @@ class LossConfig:
             raise ConfigError(f"loss.ic_norm must be one of {IC_NORMS}, got {self.ic_norm!r}")
         if self.ic_form not in IC_FORMS:
             raise ConfigError(f"loss.ic_form must be one of {IC_FORMS}, got {self.ic_form!r}")
+
+
+@dataclass
+class CorrectionConfig:
+    """Which observed label real-time correction (eq. 6) blends with the prediction."""
+
+    # "step": eq. 6 from the annotators' y_s at every step (the corrected label lives for one
+    # step). "running": each ambiguous sample's corrected label persists and is corrected again:
+    # epoch e blends the prediction with the sample's mean y_c of epoch e - 1 (Algorithm 1's
+    # output "real-time corrected label" read as a label that evolves). The running labels live
+    # in the label store, so a resumed run continues them.
+    update: str = "step"
+
+    def validate(self) -> None:
+        if self.update not in CORRECTION_UPDATES:
+            raise ConfigError(f"correction.update must be one of {CORRECTION_UPDATES}, got {self.update!r}")
 
 
 @dataclass
@@ -276,6 +293,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -285,8 +303,8 @@ class Config:
     cache_dir: str = "data/cache"
 
     def validate(self) -> "Config":
-        for part in (self.data, self.features, self.loss, self.synth, self.model, self.train, self.eval,
-                     self.runtime):
+        for part in (self.data, self.features, self.loss, self.correction, self.synth, self.model, self.train,
+                     self.eval, self.runtime):
             part.validate()
         return self
 

@@ -164,3 +164,15 @@ def test_divergence_to_truth_per_epoch():
     np.testing.assert_allclose(store.true("x"), [1.0, 0.0])
     assert store.subset("y") == "ambiguous"
     assert LabelStore(["a", "b"]).divergence_to_truth().empty
+
+
+def test_running_labels_are_the_previous_epochs_corrected_means():
+    store = LabelStore(["a", "b"])
+    store.register(["s1", "s2"], np.array([[0.5, 0.5], [0.6, 0.4]]))
+    np.testing.assert_allclose(store.running(["s1", "s2"], 0), [[0.5, 0.5], [0.6, 0.4]])  # nothing before: y_s
+    store.record(0, ["s1"], [[0.5, 0.5]], [[0.7, 0.3]])
+    store.record(0, ["s1"], [[0.5, 0.5]], [[0.9, 0.1]])  # seen twice: the epoch's mean counts
+    np.testing.assert_allclose(store.running(["s1", "s2"], 1), [[0.8, 0.2], [0.6, 0.4]])
+    store.record(1, ["s1"], [[0.5, 0.5]], [[0.1, 0.9]])
+    np.testing.assert_allclose(store.running(["s1"], 1), [[0.8, 0.2]])  # epoch 1's own records do not count
+    np.testing.assert_allclose(store.running(["s1"], 3), [[0.1, 0.9]])  # the latest earlier epoch

@@ -31,7 +31,8 @@ class Interrupt(Exception):
 
 
 @pytest.mark.parametrize("speed", [{}, {"model.freeze_feature_encoder": False, "runtime.precision": "fp32"},
-                                   {"runtime.precision": "bf16", "runtime.threads": 1}])
+                                   {"runtime.precision": "bf16", "runtime.threads": 1},
+                                   {"correction.update": "running"}])
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_corpus, tmp_path, quick, speed):
     config = quick_config(quick, **speed)
     parted, fold = fold_of(config, tiny_corpus)
@@ -138,3 +139,20 @@ def test_frozen_front_end_keeps_its_initial_weights(tiny_corpus, tmp_path, quick
     seed_all(stage_seed(config.seed, fold.test_speaker, STAGE1))
     init_encoder = TemporalClassifier(config.model, 4).temporal.encoder.encoder.state_dict()
     assert not all(torch.equal(trained["temporal.encoder.encoder." + k], v) for k, v in init_encoder.items())
+
+
+@pytest.mark.parametrize("update", ["step", "running"])
+def test_correction_update_rule(tiny_corpus, tmp_path, quick, update):
+    """Eq. 6 per sample and epoch, from the label store: y_c = (1-α)·y_s + α·y_g with y_s the
+    observed label ("step") or the sample's previous epoch's y_c ("running")."""
+    config = quick_config(quick, **{"correction.update": update, "train.stage1_max_epochs": 0,
+                                    "train.max_epochs": 3})
+    parted, fold = fold_of(config, tiny_corpus)
+    train_fold(config, parted, fold, tmp_path / "fold", progress=False)
+    store = LabelStore.load(tmp_path / "fold" / "label_history.npz")
+    alpha = config.loss.alpha
+    for sample_id in store.ids:
+        corrected, predicted = store.history(sample_id, "corrected"), store.history(sample_id, "predicted")
+        for epoch in range(1, len(store.epochs)):
+            source = store.observed(sample_id) if update == "step" else corrected[epoch - 1]
+            np.testing.assert_allclose(corrected[epoch], (1 - alpha) * source + alpha * predicted[epoch], atol=1e-6)

@@ -235,6 +235,22 @@ class LabelStore:
                 return acc.mean(kind)
         raise KeyError(f"sample {sample_id!r} is registered but was never recorded")
 
+    def running(self, ids: Sequence[str], epoch: int) -> np.ndarray:
+        """Each sample's label as `correction.update=running` continues it in `epoch` [N, K]: its
+        mean corrected label of the latest epoch before `epoch` that recorded it, else its
+        observed y_s."""
+        earlier = [e for e in self.epochs if e < epoch]
+        out = np.empty((len(ids), len(self.classes)))
+        for n, sample_id in enumerate(ids):
+            row = self._lookup(sample_id)
+            out[n] = self._observed[row]
+            for e in reversed(earlier):
+                acc = self._epochs[e].get(row)
+                if acc is not None:
+                    out[n] = acc.mean("corrected")
+                    break
+        return out
+
     def _recorded_ids(self) -> list[str]:
         seen = set().union(*(epoch.keys() for epoch in self._epochs.values())) if self._epochs else set()
         return [self._ids[row] for row in sorted(seen)]

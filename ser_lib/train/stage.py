@@ -85,17 +85,31 @@ class StageRunner:
         bar = tqdm(self.loader, desc=f"{self.stage} epoch {epoch}", leave=False, disable=not self.progress)
         for batch in bar:
             batch = to_device(batch, self.device)
+            observed = batch["y_soft"]
+            if self.label_store is not None and self.config.correction.update == "running":
+                batch = self._with_running_labels(batch, epoch)
             loss, parts = forward_loss(self.model, batch, self.loss_fn, self.device, self.config.runtime.precision)
             _check_finite(parts["per_sample"], batch, self.stage, epoch)
             optimizer_step(loss, self.model, self.optimizer, self.config.train.grad_clip)
             if self.label_store is not None and bool(batch["ambiguous"].any()):
-                self.label_store.record(epoch, batch["sample_ids"], batch["y_soft"].cpu(), parts["corrected"].cpu(),
+                self.label_store.record(epoch, batch["sample_ids"], observed.cpu(), parts["corrected"].cpu(),
                                         parts["probs"].cpu(), mask=batch["ambiguous"].cpu())
             total += loss.item() * len(batch["sample_ids"])
             count += len(batch["sample_ids"])
             bar.set_postfix(loss=f"{total / count:.4f}")
         self.state.train_samples += count
         return total / count
+
+    def _with_running_labels(self, batch: dict, epoch: int) -> dict:
+        """The batch with each ambiguous row's y_s replaced by its running corrected label."""
+        ambiguous = batch["ambiguous"].cpu()
+        if not bool(ambiguous.any()):
+            return batch
+        ids = [i for i, a in zip(batch["sample_ids"], ambiguous.tolist()) if a]
+        y_soft = batch["y_soft"].clone()
+        running = torch.from_numpy(self.label_store.running(ids, epoch)).to(y_soft)
+        y_soft[ambiguous.to(y_soft.device)] = running
+        return {**batch, "y_soft": y_soft}
 
     def _end_epoch(self, epoch: int, train_loss: float, validation: dict) -> None:
         state = self.state
