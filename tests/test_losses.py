@@ -346,3 +346,28 @@ def test_joint_loss_module_matches_the_function():
     loss, parts = module(logits, y_soft, ambiguous)
     expected, _ = joint_loss(logits, y_soft, ambiguous, LossConfig(), weights)
     torch.testing.assert_close(loss, expected)
+
+
+def test_step_correction_is_a_reweighting_of_the_cross_entropy_gradient():
+    """With y_g the step's own detached prediction, the cross-entropy gradient on an ambiguous
+    row is (1-α)·(its α = 0 gradient) + α·p_m·(Σ_k w_k p_k − w_m) on logit m (README, eq. 6);
+    without class weights only the first part remains."""
+    torch.manual_seed(0)
+    logits0 = torch.randn(3, 4, dtype=torch.float64)
+    y_soft = torch.softmax(torch.randn(3, 4, dtype=torch.float64), -1)
+    ambiguous = torch.ones(3, dtype=torch.bool)
+    only_cor = dict(clear_terms=("cor",), ambiguous_terms=("cor",))
+
+    def gradient(alpha, weights):
+        logits = logits0.clone().requires_grad_(True)
+        config = LossConfig(alpha=alpha, class_weights=weights is not None, **only_cor)
+        loss, _ = joint_loss(logits, y_soft, ambiguous, config, weights)
+        loss.backward()
+        return logits.grad
+
+    alpha = 0.3
+    torch.testing.assert_close(gradient(alpha, None), (1 - alpha) * gradient(0.0, None))
+    w = torch.tensor([0.5, 1.0, 2.0, 0.5], dtype=torch.float64)
+    p = torch.softmax(logits0, -1)
+    extra = alpha * p * ((p * w).sum(-1, keepdim=True) - w) / len(p)  # the loss is a mean over rows
+    torch.testing.assert_close(gradient(alpha, w), (1 - alpha) * gradient(0.0, w) + extra)
