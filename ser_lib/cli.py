@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print {class: probability}")
     predict.set_defaults(handler=cmd_predict)
 
+    methods = commands.add_parser("methods", help="the methods compared on the same folds, and other presets")
+    methods.add_argument("--all", action="store_true", help="also the Fig. 6 / Table IX loss settings")
+    methods.set_defaults(handler=cmd_methods, profile="paper", config=None, set=[])
+
     demo = commands.add_parser("demo", parents=[common], help="the main job on the embedded synthetic corpus")
     demo.add_argument("--data", type=Path, default=DEFAULT_SYNTH_DIR, help="where the synthetic corpus goes")
     demo.add_argument("--out", type=Path, default=DEFAULT_DEMO_RUN, help="run folder")
@@ -205,6 +209,14 @@ def cmd_predict(args, config: Config) -> int:
     else:
         for name, probability in sorted(distribution.items(), key=lambda item: -item[1]):
             print(f"{name:>12s}  {probability:6.3f}  {'#' * round(40 * probability)}")
+    return 0
+
+
+def cmd_methods(args, config: Config) -> int:
+    from .method.presets import METHODS, PRESETS, format_presets
+
+    print(format_presets(tuple(PRESETS) if args.all else METHODS))
+    print("\nApply one with --set (each line's overrides) or, in Python, method.presets.apply_preset.")
     return 0
 
 

@@ -27,6 +27,7 @@ LOSS_TERMS = ("cor", "ic")
 IC_NORMS = ("batch", "ambiguous")
 IC_FORMS = ("eq10", "eq16")
 CORRECTION_UPDATES = ("step", "running")
+TRAIN_TARGETS = ("soft", "clear_only", "plurality")
 # How a long utterance is cut (see ser_lib.audio.segment_bounds).
 SEGMENTATIONS = ("equal", "chunks")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -48,6 +49,10 @@ class DataConfig:
     # soxr (else refuse them).
     mixdown: bool = True
     resample: bool = True
+    # Which training samples and labels a method uses (method.targets): "soft" = clear one-hot and
+    # ambiguous soft labels (eq. 5); "clear_only" = clear samples only; "plurality" = every
+    # sample with the one-hot argmax of its votes.
+    train_targets: str = "soft"
 
     def validate(self) -> None:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
@@ -65,6 +70,8 @@ class DataConfig:
             )
         if self.segmentation not in SEGMENTATIONS:
             raise ConfigError(f"data.segmentation must be one of {SEGMENTATIONS}, got {self.segmentation!r}")
+        if self.train_targets not in TRAIN_TARGETS:
+            raise ConfigError(f"data.train_targets must be one of {TRAIN_TARGETS}, got {self.train_targets!r}")
         for name in ("mixdown", "resample"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"data.{name} must be true or false, got {getattr(self, name)!r}")

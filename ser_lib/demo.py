@@ -57,9 +57,9 @@ def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_
     write_partition(parted, figures_dir)
 
     config = with_first_folds(config, parted, num_folds)
-    baseline_config = apply_preset(config, "no_correction")
+    baseline_config = apply_preset(config, "soft-static")
     corrected = run_loso(config, manifest_path, run_dir, progress=progress)
-    baseline = run_loso(baseline_config, manifest_path, run_dir / "no_correction", progress=progress)
+    baseline = run_loso(baseline_config, manifest_path, run_dir / "soft-static", progress=progress)
 
     print("\n" + format_comparison(corrected, baseline, (f"correction (α={config.loss.alpha:g})", "no correction (α=0)")))
     if "js_corrected_to_true" in corrected:
@@ -67,7 +67,7 @@ def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_
               f"{corrected['js_observed_to_true']:.4f}, corrected {corrected['js_corrected_to_true']:.4f} bits")
     figures = write_run_figures(run_dir, figures_dir, corrected)
     drift = plot_label_drift({"correction": label_drift_curve(run_dir),
-                              "no correction (α=0)": label_drift_curve(run_dir / "no_correction")})
+                              "no correction (α=0)": label_drift_curve(run_dir / "soft-static")})
     drift.set_title("Ambiguous training labels vs the true distributions")
     figures.append(save_figure(drift.figure, figures_dir / "label_drift.png"))
     # `ser predict` without --checkpoint uses the demo's model: the first fold's.

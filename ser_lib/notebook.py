@@ -43,11 +43,11 @@ class NotebookSetup:
     def speakers(self) -> list[str]:
         return speakers_of(self.parted)
 
-    def config_for(self, preset: str = "correction") -> Config:
-        """The config of the run trained for a preset (the method itself is "correction")."""
+    def config_for(self, preset: str = "paper") -> Config:
+        """The config of the run trained for a preset (`method.presets`; the method is "paper")."""
         return apply_preset(self.config, preset)
 
-    def run_dir(self, preset: str = "correction") -> Path:
+    def run_dir(self, preset: str = "paper") -> Path:
         return self.runs_dir / preset
 
 

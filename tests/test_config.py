@@ -90,14 +90,15 @@ def test_configs_written_before_runtime_existed_still_load():
 
 
 def test_presets_are_one_spelling_of_each_setting():
-    from ser_lib.method.presets import FIG6_PRESETS, PRESETS, apply_preset
+    from ser_lib.method.presets import FIG6_PRESETS, METHODS, PRESETS, apply_preset
 
     base = load_config("demo")
-    baseline = apply_preset(base, "no_correction")
+    baseline = apply_preset(base, "soft-static")
     assert baseline.loss.alpha == 0.0 and base.loss.alpha == 0.3  # a copy; the base is unchanged
-    assert apply_preset(base, "correction").to_dict() == base.to_dict()
-    assert apply_preset(base, "ic_ic").loss.clear_terms == ("ic",)
-    assert set(FIG6_PRESETS) <= set(PRESETS)
+    assert apply_preset(base, "paper").to_dict() == base.to_dict()
+    assert apply_preset(base, "ic-ic").loss.clear_terms == ("ic",)
+    assert apply_preset(base, "clear-hard").data.train_targets == "clear_only"
+    assert set(FIG6_PRESETS) <= set(PRESETS) and set(METHODS) <= set(PRESETS)
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         apply_preset(base, "nope")
 
@@ -121,3 +122,34 @@ def test_adam_eps_reaches_the_optimizer():
 
     optimizer = make_optimizer(torch.nn.Linear(2, 2), load_config("paper").train)
     assert optimizer.param_groups[0]["eps"] == 1e-5
+
+
+def test_training_targets_of_each_rule():
+    import torch
+
+    from ser_lib.data.samples import Sample
+    from ser_lib.method.targets import training_targets
+
+    def sample(name, subset, y):
+        return Sample(name, name, "s", None, subset, torch.tensor(y), None, torch.zeros(8), 8, torch.zeros(1, 2), 1)
+
+    samples = [sample("c", "clear", [0.0, 1.0, 0.0]), sample("a", "ambiguous", [0.4, 0.2, 0.4]),
+               sample("b", "ambiguous", [0.1, 0.3, 0.6])]
+    assert training_targets(samples, "soft") is samples
+    assert [s.sample_id for s in training_targets(samples, "clear_only")] == ["c"]
+    plurality = training_targets(samples, "plurality")
+    assert [s.y_soft.tolist() for s in plurality] == [[0, 1, 0], [1, 0, 0], [0, 0, 1]]  # a tie: the first class
+    assert [s.subset for s in plurality] == ["clear", "ambiguous", "ambiguous"]
+    assert samples[1].y_soft.tolist() == pytest.approx([0.4, 0.2, 0.4])  # the originals are unchanged
+    with pytest.raises(ConfigError, match="data.train_targets"):
+        training_targets(samples, "hard")
+
+
+def test_ser_methods_lists_the_registry(capsys):
+    from ser_lib.cli import main
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("paper", "paper-running", "soft-static", "clear-hard", "plurality-hard"))
+    assert "ic-ic" not in out
+    assert main(["methods", "--all"]) == 0 and "ic-ic" in capsys.readouterr().out

@@ -51,6 +51,6 @@ def test_training_notebooks_execute_in_sequence(tiny_corpus, tmp_path, quick):
             parameters=parameters, cwd=str(NOTEBOOK_DIR), progress_bar=False,
         )
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == ["cor_cor", "correction", "ic_ic", "no_correction"]
+    assert runs == ["cor-cor", "ic-ic", "paper", "soft-static"]
     for run in runs:
         assert (tmp_path / "runs" / run / "results.json").exists()

@@ -156,3 +156,18 @@ def test_correction_update_rule(tiny_corpus, tmp_path, quick, update):
         for epoch in range(1, len(store.epochs)):
             source = store.observed(sample_id) if update == "step" else corrected[epoch - 1]
             np.testing.assert_allclose(corrected[epoch], (1 - alpha) * source + alpha * predicted[epoch], atol=1e-6)
+
+
+@pytest.mark.parametrize("method, ambiguous_in_training", [("clear-hard", 0), ("plurality-hard", 4)])
+def test_hard_label_methods_train_on_their_targets(tiny_corpus, tmp_path, quick, method, ambiguous_in_training):
+    from ser_lib.method.presets import apply_preset
+
+    config = apply_preset(quick_config(quick, **{"train.stage1_max_epochs": 0, "train.max_epochs": 1}), method)
+    parted, fold = fold_of(config, tiny_corpus)
+    record = train_fold(config, parted, fold, tmp_path / "fold", progress=False)
+    assert record["num_train"]["ambiguous"] == ambiguous_in_training
+    store = LabelStore.load(tmp_path / "fold" / "label_history.npz")
+    assert len(store.ids) == ambiguous_in_training
+    for sample_id in store.ids:  # plurality: one-hot targets, never corrected (α = 0)
+        assert sorted(store.observed(sample_id).tolist()) == [0, 0, 0, 1]
+        np.testing.assert_allclose(store.last(sample_id), store.observed(sample_id))

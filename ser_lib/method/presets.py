@@ -1,9 +1,19 @@
-"""Named experiment settings: one spelling each, as overrides of the typed config.
+"""Named methods and experiment settings: one spelling each, as overrides of the typed config.
 
-A preset is what a paper's table row or figure panel changes against the method: the
-no-correction baseline (α = 0, eq. 6 leaves y_s unchanged) and the loss settings of Fig. 6 /
-Table IX, written clear / ambiguous (which terms of eq. 11 each subset gets: "cor" = the
-weighted soft cross-entropy of eq. 7, "ic" = the inter-class difference loss of eqs. 9-10).
+A preset is what a table row or figure panel changes against the defaults, and its name is the
+run folder's. The methods compared on the same folds (`ser methods` lists them):
+
+- `paper`: the method, eqs. 6-11 with the profile's α and β (0.3 and 0.1 by default).
+- `paper-running`: the same, with each corrected label persisting across epochs
+  (`correction.update=running`).
+- `soft-static`: the observed soft labels (eq. 5) without correction, α = 0 (Fig. 6 (d)).
+- `clear-hard`: common SER practice, hard consensus labels on clear samples only.
+- `plurality-hard`: every sample with the hard argmax of its votes, plain weighted
+  cross-entropy (`method.targets`).
+
+and the loss settings of Fig. 6 / Table IX, written clear / ambiguous (which terms of eq. 11 each
+subset gets: "cor" = the weighted soft cross-entropy of eq. 7, "ic" = the inter-class difference
+loss of eqs. 9-10): `cor-cor` (a), `ic-ic` (b), `paper` (c) and `soft-static` (d).
 The demo, the notebooks and sweeps all apply presets with `apply_preset`.
 """
 
@@ -16,22 +26,31 @@ from typing import Any, Mapping
 from ..config import Config, apply_overrides
 from ..errors import ConfigError
 
+HARD_CROSS_ENTROPY = {"loss.alpha": 0.0, "loss.clear_terms": "cor", "loss.ambiguous_terms": "cor"}
+
 
 @dataclass(frozen=True)
 class Preset:
     name: str  # also the run folder's name
     title: str  # as a figure panel or table row names it
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    reference: str = ""
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    # Fig. 6 (a)-(d); (c) is the method itself, with the profile's α and β.
-    Preset("cor_cor", "(a) cor / cor", {"loss.clear_terms": "cor", "loss.ambiguous_terms": "cor"}),
-    Preset("ic_ic", "(b) ic / ic", {"loss.clear_terms": "ic", "loss.ambiguous_terms": "ic"}),
-    Preset("correction", "(c) cor / cor+ic"),
-    Preset("no_correction", "(d) no correction (α=0)", {"loss.alpha": 0.0}),
+    Preset("paper", "(c) paper: cor / cor+ic, correction", {}, "eqs. 6-11"),
+    Preset("paper-running", "paper, running correction", {"correction.update": "running"},
+           "eqs. 6-11; Algorithm 1's corrected label read as persistent"),
+    Preset("soft-static", "(d) soft labels, no correction (α=0)", {"loss.alpha": 0.0}, "eq. 5, eq. 11 with α = 0"),
+    Preset("clear-hard", "clear samples, hard labels", {**HARD_CROSS_ENTROPY, "data.train_targets": "clear_only"},
+           "consensus labels (eq. 1), common SER practice"),
+    Preset("plurality-hard", "all samples, plurality labels", {**HARD_CROSS_ENTROPY, "data.train_targets": "plurality"},
+           "argmax of the votes on every sample"),
+    Preset("cor-cor", "(a) cor / cor", {"loss.clear_terms": "cor", "loss.ambiguous_terms": "cor"}, "Fig. 6 (a)"),
+    Preset("ic-ic", "(b) ic / ic", {"loss.clear_terms": "ic", "loss.ambiguous_terms": "ic"}, "Fig. 6 (b)"),
 )}
-FIG6_PRESETS = ("cor_cor", "ic_ic", "correction", "no_correction")
+METHODS = ("paper", "paper-running", "soft-static", "clear-hard", "plurality-hard")
+FIG6_PRESETS = ("cor-cor", "ic-ic", "paper", "soft-static")
 
 
 def apply_preset(config: Config, name: str) -> Config:
@@ -41,3 +60,13 @@ def apply_preset(config: Config, name: str) -> Config:
     config = copy.deepcopy(config)
     apply_overrides(config, PRESETS[name].overrides)
     return config.validate()
+
+
+def format_presets(names=tuple(PRESETS)) -> str:
+    """One line per preset: name, title, reference and overrides (`ser methods`)."""
+    lines = []
+    for name in names:
+        preset = PRESETS[name]
+        overrides = ", ".join(f"{k}={v}" for k, v in preset.overrides.items()) or "(the defaults)"
+        lines.append(f"{name:15s} {preset.title} — {preset.reference}\n{'':15s} {overrides}")
+    return "\n".join(lines)

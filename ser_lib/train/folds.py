@@ -29,6 +29,7 @@ from ..data.cache import FeatureCache
 from ..data.labels import AMBIGUOUS, CLEAR
 from ..data.samples import Sample, build_samples
 from ..errors import ConfigError, ManifestError
+from ..method.targets import training_targets
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def prepare_fold(parted: pd.DataFrame, fold: Fold, config: Config, cache: Featur
         return build_samples(frame, config.data, config.features, cache, subsets=subsets, progress=progress)
 
     return FoldData(
-        train=samples("train", (CLEAR, AMBIGUOUS)),
+        train=training_targets(samples("train", (CLEAR, AMBIGUOUS)), config.data.train_targets),
         validation=samples("validation", (CLEAR,)),
         test=samples("test", (CLEAR,)),
         test_ambiguous=samples("test_ambiguous", (AMBIGUOUS,)),
