@@ -7,6 +7,7 @@ notebooks (03-05) run in sequence on a tiny corpus with quick settings, sharing 
 as they do for a user: 03 trains the method, 04 reuses it and adds the no-correction run, 05
 reuses both and adds the other two loss settings."""
 
+import json
 import subprocess
 import sys
 
@@ -50,6 +51,10 @@ def test_training_notebooks_execute_in_sequence(tiny_corpus, tmp_path, quick):
             str(NOTEBOOK_DIR / f"{notebook}.ipynb"), str(tmp_path / f"{notebook}.ipynb"), kernel_name="python3",
             parameters=parameters, cwd=str(NOTEBOOK_DIR), progress_bar=False,
         )
+    for notebook in TRAINING_NOTEBOOKS:  # figures are shown as images, not as a Figure's text repr
+        outputs = [o for cell in json.loads((tmp_path / f"{notebook}.ipynb").read_text())["cells"]
+                   for o in cell.get("outputs", [])]
+        assert any("image/png" in o.get("data", {}) for o in outputs), f"{notebook} shows no figure"
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert runs == ["cor-cor", "ic-ic", "paper", "soft-static"]
     for run in runs:
