@@ -151,10 +151,23 @@ class CorrectionConfig:
     # output "real-time corrected label" read as a label that evolves). The running labels live
     # in the label store, so a resumed run continues them.
     update: str = "step"
+    # Which rows are corrected: "ambiguous" (the paper, S_B) or "all" (bootstrapping baselines).
+    rows: str = "ambiguous"
+    # What y_g is: "soft" = the predicted distribution; "hard" = its one-hot argmax (hard bootstrapping).
+    prediction: str = "soft"
+    # Let the gradient flow through y_g in the target (Reed et al.'s soft bootstrapping); the paper
+    # treats y_c as a constant target.
+    gradient: bool = False
 
     def validate(self) -> None:
         if self.update not in CORRECTION_UPDATES:
             raise ConfigError(f"correction.update must be one of {CORRECTION_UPDATES}, got {self.update!r}")
+        if self.rows not in ("ambiguous", "all"):
+            raise ConfigError(f"correction.rows must be 'ambiguous' or 'all', got {self.rows!r}")
+        if self.prediction not in ("soft", "hard"):
+            raise ConfigError(f"correction.prediction must be 'soft' or 'hard', got {self.prediction!r}")
+        if not isinstance(self.gradient, bool):
+            raise ConfigError(f"correction.gradient must be true or false, got {self.gradient!r}")
 
 
 @dataclass

@@ -371,3 +371,30 @@ def test_step_correction_is_a_reweighting_of_the_cross_entropy_gradient():
     p = torch.softmax(logits0, -1)
     extra = alpha * p * ((p * w).sum(-1, keepdim=True) - w) / len(p)  # the loss is a mean over rows
     torch.testing.assert_close(gradient(alpha, w), (1 - alpha) * gradient(0.0, w) + extra)
+
+
+@pytest.mark.parametrize("variant", ["soft", "hard"])
+def test_bootstrapping_equals_reeds_loss(variant):
+    """Reed et al. (2015), written out: soft L = -Σ (β t + (1-β) q) log q with the gradient
+    through q; hard L = -Σ (β t + (1-β) onehot(argmax q)) log q; mean over the batch."""
+    from ser_lib.config import CorrectionConfig
+
+    torch.manual_seed(1)
+    logits0 = torch.randn(5, 4, dtype=torch.float64)
+    t = torch.softmax(torch.randn(5, 4, dtype=torch.float64), -1)
+    ambiguous = torch.tensor([True, False, True, False, False])
+    beta = 0.95 if variant == "soft" else 0.8
+    config = LossConfig(alpha=1 - beta, class_weights=False, clear_terms=("cor",), ambiguous_terms=("cor",))
+    correction = CorrectionConfig(rows="all", prediction=variant, gradient=variant == "soft")
+
+    logits = logits0.clone().requires_grad_(True)
+    loss, _ = joint_loss(logits, t, ambiguous, config, None, correction)
+    loss.backward()
+
+    naive_logits = logits0.clone().requires_grad_(True)
+    q = torch.softmax(naive_logits, -1)
+    z = q if variant == "soft" else torch.eye(4, dtype=q.dtype)[q.argmax(-1)]
+    naive = -((beta * t + (1 - beta) * z) * torch.log(q)).sum(-1).mean()
+    naive.backward()
+    torch.testing.assert_close(loss, naive)
+    torch.testing.assert_close(logits.grad, naive_logits.grad)

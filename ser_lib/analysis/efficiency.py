@@ -374,7 +374,7 @@ def _time_training_steps(model: torch.nn.Module, batch: dict, config: Config, de
 
     model.train()
     weights = torch.ones(len(config.data.classes)) if config.loss.class_weights else None
-    loss_fn = JointLoss(config.loss, weights).to(device)
+    loss_fn = JointLoss(config.loss, weights, config.correction).to(device)
     optimizer = make_optimizer(model, config.train)
 
     def train_steps(count: int) -> None:

@@ -7,7 +7,10 @@ the model's current prediction y_g at every training step:
 
 Clear samples keep their one-hot consensus label. y_g is detached: the corrected label
 is a *target*, so no gradient may flow into the model through it (otherwise the model
-could lower the loss by moving the target towards itself).
+could lower the loss by moving the target towards itself). The same blend with other choices
+gives Reed et al.'s bootstrapping (2015): every row corrected, β = 1 - α, the soft variant
+keeping the gradient through y_g, the hard one blending with the one-hot argmax of y_g
+(`correction.rows`, `correction.prediction`, `correction.gradient`).
 """
 
 from __future__ import annotations
@@ -36,19 +39,25 @@ def check_label_batch(y_soft: torch.Tensor, ambiguous: torch.Tensor) -> None:
 
 
 def correct_labels(
-    y_soft: torch.Tensor, y_pred: torch.Tensor, alpha: float, ambiguous: torch.Tensor
+    y_soft: torch.Tensor, y_pred: torch.Tensor, alpha: float, rows: torch.Tensor, *,
+    hard: bool = False, keep_gradient: bool = False,
 ) -> torch.Tensor:
-    """Corrected labels y_c [B, K] (eq. 6).
+    """Corrected labels y_c [B, K] (eq. 6) on the selected rows; the other rows keep y_soft.
 
     y_soft: observed labels [B, K] (one-hot on clear rows, vote proportions on ambiguous ones).
-    y_pred: the model's current class probabilities y_g [B, K]; detached here.
-    ambiguous: bool [B], True for rows of the ambiguous subset S_B.
+    y_pred: the model's current class probabilities y_g [B, K]; detached unless `keep_gradient`.
+    rows: bool [B], True for the rows to correct (the paper: the ambiguous subset S_B).
+    hard: blend with the one-hot of y_pred's argmax instead (Reed et al.'s hard bootstrapping).
+    keep_gradient: let the gradient flow through y_pred (Reed et al.'s soft bootstrapping, which
+    thereby adds (1-β)·entropy minimisation); the paper's target is a constant.
     Rows sum to 1 whenever both inputs' rows do (a convex combination).
     """
     alpha = check_alpha(alpha)
-    check_label_batch(y_soft, ambiguous)
+    check_label_batch(y_soft, rows)
     if y_pred.shape != y_soft.shape:
         raise ValueError(f"predictions {tuple(y_pred.shape)} and soft labels {tuple(y_soft.shape)} differ in shape")
-    y_pred = y_pred.detach().to(y_soft.dtype)
+    if hard:
+        y_pred = torch.nn.functional.one_hot(y_pred.argmax(-1), y_pred.shape[-1])
+    y_pred = (y_pred if keep_gradient else y_pred.detach()).to(y_soft.dtype)
     blended = (1.0 - alpha) * y_soft + alpha * y_pred
-    return torch.where(ambiguous.unsqueeze(1), blended, y_soft)
+    return torch.where(rows.unsqueeze(1), blended, y_soft)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import LossConfig
+from ..config import CorrectionConfig, LossConfig
 from ..errors import ConfigError
 from .correction import check_label_batch, correct_labels
 
@@ -156,10 +156,12 @@ def joint_loss(
     ambiguous: torch.Tensor,
     config: LossConfig,
     class_weights: torch.Tensor | None = None,
+    correction: CorrectionConfig | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Joint loss over clear and ambiguous samples with real-time label correction (eq. 11).
 
-    probs = softmax(logits); y_c = correct_labels(y_soft, probs, α, ambiguous) (eq. 6).
+    probs = softmax(logits); y_c = correct_labels(y_soft, probs, α, ambiguous) (eq. 6), or the
+    bootstrapping variants `correction` (`config.CorrectionConfig`) selects.
     Each sample sums the terms of its subset: `config.clear_terms` for clear rows,
     `config.ambiguous_terms` for ambiguous rows, where
       "cor" = soft_cross_entropy(logits, y_c, class_weights)            (eq. 7)
@@ -188,7 +190,10 @@ def joint_loss(
         raise ConfigError("class weights were given but loss.class_weights is false; pass None or enable it")
 
     probs = torch.softmax(_full_precision(logits), dim=-1)
-    corrected = correct_labels(y_soft.to(probs.dtype), probs, config.alpha, ambiguous)
+    correction = correction or CorrectionConfig()
+    corrected_rows = ambiguous if correction.rows == "ambiguous" else torch.ones_like(ambiguous)
+    corrected = correct_labels(y_soft.to(probs.dtype), probs, config.alpha, corrected_rows,
+                               hard=correction.prediction == "hard", keep_gradient=correction.gradient)
     ic_target = corrected if config.ic_target == "corrected" else y_soft.to(probs.dtype)
     terms = {
         "cor": soft_cross_entropy(logits, corrected, class_weights),
@@ -221,13 +226,15 @@ class JointLoss(nn.Module):
     """`joint_loss` as a module: holds the config and the class weights as a buffer,
     so `.to(device)` moves the weights with the model."""
 
-    def __init__(self, config: LossConfig, class_weights: torch.Tensor | None = None):
+    def __init__(self, config: LossConfig, class_weights: torch.Tensor | None = None,
+                 correction: CorrectionConfig | None = None):
         super().__init__()
         self.config = config
+        self.correction = correction
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights)
 
     def forward(
         self, logits: torch.Tensor, y_soft: torch.Tensor, ambiguous: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return joint_loss(logits, y_soft, ambiguous, self.config, self.class_weights)
+        return joint_loss(logits, y_soft, ambiguous, self.config, self.class_weights, self.correction)

@@ -10,6 +10,9 @@ run folder's. The methods compared on the same folds (`ser methods` lists them):
 - `clear-hard`: common SER practice, hard consensus labels on clear samples only.
 - `plurality-hard`: every sample with the hard argmax of its votes, plain weighted
   cross-entropy (`method.targets`).
+- `bootstrap-soft` and `bootstrap-hard` (Reed et al., 2015): every row's target blended with
+  the prediction, β = 0.95 soft with the gradient through it, β = 0.8 with its one-hot argmax
+  (`correction.rows`, `correction.prediction`, `correction.gradient`); soft labels on S_B.
 
 and the loss settings of Fig. 6 / Table IX, written clear / ambiguous (which terms of eq. 11 each
 subset gets: "cor" = the weighted soft cross-entropy of eq. 7, "ic" = the inter-class difference
@@ -46,10 +49,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "consensus labels (eq. 1), common SER practice"),
     Preset("plurality-hard", "all samples, plurality labels", {**HARD_CROSS_ENTROPY, "data.train_targets": "plurality"},
            "argmax of the votes on every sample"),
+    Preset("bootstrap-soft", "soft bootstrapping (β=0.95)",
+           {**HARD_CROSS_ENTROPY, "loss.alpha": 0.05, "correction.rows": "all", "correction.gradient": True},
+           "Reed et al., ICLR 2015 workshop: L = -Σ_k (β t_k + (1-β) q_k) log q_k"),
+    Preset("bootstrap-hard", "hard bootstrapping (β=0.8)",
+           {**HARD_CROSS_ENTROPY, "loss.alpha": 0.2, "correction.rows": "all", "correction.prediction": "hard"},
+           "Reed et al., ICLR 2015 workshop: L = -Σ_k (β t_k + (1-β) z_k) log q_k, z = one-hot argmax q"),
     Preset("cor-cor", "(a) cor / cor", {"loss.clear_terms": "cor", "loss.ambiguous_terms": "cor"}, "Fig. 6 (a)"),
     Preset("ic-ic", "(b) ic / ic", {"loss.clear_terms": "ic", "loss.ambiguous_terms": "ic"}, "Fig. 6 (b)"),
 )}
-METHODS = ("paper", "paper-running", "soft-static", "clear-hard", "plurality-hard")
+METHODS = ("paper", "paper-running", "soft-static", "clear-hard", "plurality-hard", "bootstrap-soft",
+           "bootstrap-hard")
 FIG6_PRESETS = ("cor-cor", "ic-ic", "paper", "soft-static")
 
 

@@ -55,7 +55,7 @@ class StageRunner:
         self.stage, self.model, self.data, self.config = stage, model.to(device), fold_data, config
         self.device, self.checkpoint, self.max_epochs = device, checkpoint, max_epochs
         self.label_store, self.progress, self.on_epoch_end = label_store, progress, on_epoch_end
-        self.loss_fn = JointLoss(config.loss, class_weights).to(device)
+        self.loss_fn = JointLoss(config.loss, class_weights, config.correction).to(device)
         self.optimizer = make_optimizer(model, config.train)
         self.loader = make_loader(train_samples, config.train.batch_size, shuffle=True, seed=config.seed,
                                   bucket_by_length=config.train.bucket_by_length,
