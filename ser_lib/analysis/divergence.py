@@ -35,7 +35,8 @@ def js_divergence(p, q) -> np.ndarray | float:
 
     Written out rather than taken from `scipy.spatial.distance.jensenshannon`: scipy silently
     renormalises rows, and (scipy 1.17) returns 1 bit instead of 0 for [1, 0] against
-    [1, 5e-324], where its m = (p + q) / 2 underflows (tests/test_divergence.py).
+    [1, 5e-324], where its m = (p + q) / 2 underflows, and NaN for nearly equal rows, whose
+    rounding-negative sum it takes the square root of (tests/test_divergence.py).
     Returns a float for one pair of vectors, else an array of shape p.shape[:-1].
     """
     p, q = _check_pair(p, q)
