@@ -115,6 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-folds", type=int, default=2, help="LOSO folds to run (the first speakers)")
     demo.set_defaults(handler=cmd_demo, profile="demo")
 
+    sweep = commands.add_parser("sweep", help="a grid of methods, settings and seeds over the LOSO folds, on Ray Tune")
+    sweep.add_argument("--grid", required=True, type=Path, help="grid YAML (see grids/)")
+    sweep.add_argument("--manifest", required=True, type=Path)
+    sweep.add_argument("--out", required=True, type=Path, help="sweep folder (one run folder per method/point/seed)")
+    sweep.add_argument("--address", help="join this Ray cluster (default: local Ray on this machine)")
+    sweep.add_argument("--resume", action="store_true", help="continue a sweep: finished folds are never rerun")
+    sweep.add_argument("--concurrency", type=int, help="trials at once (default: cores / the grid's threads)")
+    sweep.set_defaults(handler=cmd_sweep, profile="paper", config=None, set=[])
+
+    report = commands.add_parser("report", help="tables, paired statistics and figures over a sweep folder")
+    report.add_argument("sweep", type=Path, help="a folder written by `ser sweep`")
+    report.add_argument("--figures", type=Path, default=DEFAULT_FIGURES_DIR, help="where the figures also go")
+    report.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    report.set_defaults(handler=cmd_report, profile="paper", config=None, set=[])
+
     bench = commands.add_parser("bench", parents=[common],
                                 help="inference cost like the paper's Table VI; training throughput")
     bench.add_argument("--encoder", help="tiny, base, a Hugging Face name or a folder (default: model.encoder)")
@@ -226,6 +241,31 @@ def cmd_demo(args, config: Config) -> int:
     started = time.perf_counter()
     run_demo(config, args.data, args.out, args.figures, num_folds=args.num_folds)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_sweep(args, config: Config) -> int:
+    from .experiments.sweep import run_sweep
+
+    outcome = run_sweep(args.grid, args.manifest, args.out, address=args.address, resume=args.resume,
+                        concurrency=args.concurrency)
+    print(f"{outcome.trained} trials trained, {outcome.already_finished} finished before, "
+          f"{len(outcome.failed)} failed; {len(outcome.complete_runs)} complete runs; "
+          f"{outcome.wall_seconds:.0f} s. Report: ser report {args.out}")
+    for failure in outcome.failed:
+        print(f"  failed: {failure['trial']}: {failure['error']}", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
+def cmd_report(args, config: Config) -> int:
+    from .experiments.report import write_report
+
+    report = write_report(args.sweep, args.figures)
+    if args.json:
+        print(json.dumps(report.summary, indent=2))
+    else:
+        print(report.markdown)
+        print(f"\nwrote {', '.join(str(p) for p in report.paths)}")
     return 0
 
 

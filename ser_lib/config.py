@@ -31,6 +31,7 @@ TRAIN_TARGETS = ("soft", "clear_only", "plurality")
 # How a long utterance is cut (see ser_lib.audio.segment_bounds).
 SEGMENTATIONS = ("equal", "chunks")
 PRECISIONS = ("auto", "fp32", "bf16")
+TRAINERS = ("algorithm1", "smile-svm")
 
 
 @dataclass
@@ -239,6 +240,9 @@ class ModelConfig:
 class TrainConfig:
     """Two-stage training (Algorithm 1) with the settings of Table I."""
 
+    # "algorithm1" = the neural model trained by Algorithm 1; "smile-svm" = the classic baseline,
+    # openSMILE functionals and a linear SVM (`method.smile_svm`), on the same folds.
+    trainer: str = "algorithm1"
     lr: float = 1e-5
     weight_decay: float = 1e-4
     # Adam's ε. Table I lists ε = 1e-5 without saying what it is; reading it as Adam's ε is an
@@ -255,6 +259,8 @@ class TrainConfig:
     grad_clip: float = 5.0
 
     def validate(self) -> None:
+        if self.trainer not in TRAINERS:
+            raise ConfigError(f"train.trainer must be one of {TRAINERS}, got {self.trainer!r}")
         if not self.adam_eps > 0:
             raise ConfigError(f"train.adam_eps must be > 0, got {self.adam_eps}")
         if self.lr <= 0 or self.weight_decay < 0:

@@ -1,9 +1,9 @@
 """Leave-one-speaker-out runs (§V-A): every fold trained by Algorithm 1, then aggregated.
 
 With ``resume=True`` finished folds are read back and an interrupted fold continues from its
-last checkpoint; folds of one run can be trained by separate jobs and aggregated by a final
-resumed call. The run folder's layout is `analysis.runs`'; the aggregated results are
-`analysis.results`'.
+last checkpoint; folds of one run can be trained by separate jobs (`ser sweep` does) and
+aggregated by a final resumed call or `summarize_run`. The run folder's layout is
+`analysis.runs`'; the aggregated results are `analysis.results`'.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..data.cache import FeatureCache
 from ..data.labels import load_partition
 from ..runtime import apply_threads
 from .algorithm import train_fold
-from .folds import loso_folds
+from .folds import Fold, loso_folds
 
 
 def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, resume: bool = False,
@@ -41,7 +41,23 @@ def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, res
             continue
         if progress:
             tqdm.write(f"fold {fold.test_speaker}: {fold.describe()}")
-        records.append(train_fold(config, parted, fold, fold_dir, cache, resume=resume, progress=progress))
+        records.append(train_any_fold(config, parted, fold, fold_dir, cache, resume=resume, progress=progress))
+    return summarize_run(run_dir, config, records)
+
+
+def train_any_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: Path, cache: FeatureCache,
+                   resume: bool = False, progress: bool = True) -> dict:
+    """One fold by the trainer `config.train.trainer` names: Algorithm 1, or the openSMILE + SVM
+    baseline (`method.smile_svm`)."""
+    if config.train.trainer == "smile-svm":
+        from ..method.smile_svm import train_svm_fold  # opensmile is only imported when used
+
+        return train_svm_fold(config, parted, fold, fold_dir, progress=progress)
+    return train_fold(config, parted, fold, fold_dir, cache, resume=resume, progress=progress)
+
+
+def summarize_run(run_dir: str | Path, config: Config, records: list[dict]) -> dict:
+    """Aggregate finished fold records (mean ± std, 95% CI) and write the run's results."""
     predictions = pd.concat([runs.read_fold_predictions(runs.fold_dir(run_dir, r["speaker"])) for r in records])
     summary = aggregate_folds(records)
     return write_results(run_dir, summary, [_without_history(r) for r in records], predictions, config)

@@ -1,0 +1,1 @@
+"""Experiments: grids of runs, sweeps on Ray Tune, and the report over them."""

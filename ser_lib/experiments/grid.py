@@ -1,0 +1,158 @@
+"""Experiment grids: a YAML file naming methods, config values and seeds, expanded into trials.
+
+A grid file (the shipped ones are in `grids/`)::
+
+    name: table8-alpha-beta       # also the report's title
+    profile: demo                 # the config profile every run starts from
+    set: {train.max_epochs: 6}    # overrides for every run (optional)
+    methods: [paper]              # presets (`method.presets`), applied before the grid point
+    grid:                         # config keys and their values; the runs are the product
+      loss.alpha: [0, 0.1, 0.3]
+      loss.beta: [0, 0.1]
+    seeds: [0, 1, 2]
+    folds: all                    # all speakers, a list of speakers, or N (the first N)
+    threads: 1                    # torch threads per trial (`runtime.threads`)
+
+A *run* is one (method, grid point, seed): a run folder `METHOD/POINT/seed-N` under the sweep
+folder, with the usual fold folders (`analysis.runs`). A *trial* is one fold of one run, the unit
+a sweep schedules.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import Config, apply_overrides, load_config
+from ..errors import ConfigError
+from ..method.presets import PRESETS, apply_preset
+
+DEFAULT_POINT = "default"
+GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description"}
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    profile: str = "demo"
+    set: dict[str, Any] = field(default_factory=dict)
+    methods: tuple[str, ...] = ("paper",)
+    grid: dict[str, tuple] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    folds: Any = "all"  # "all", a list of speakers, or an int (the first N sorted speakers)
+    threads: int = 1
+    description: str = ""
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid's values, in file order ([{}] without a grid)."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+
+    def runs(self) -> list["Run"]:
+        return [Run(method, point, seed) for method in self.methods for point in self.points() for seed in self.seeds]
+
+    def speakers(self, all_speakers: list[str]) -> list[str]:
+        """The grid's folds among the corpus' sorted speakers."""
+        if self.folds == "all":
+            return list(all_speakers)
+        if isinstance(self.folds, int):
+            return list(all_speakers[:self.folds])
+        unknown = sorted(set(self.folds) - set(all_speakers))
+        if unknown:
+            raise ConfigError(f"grid {self.name!r}: folds {unknown} are not speakers of the corpus {all_speakers}")
+        return list(self.folds)
+
+    def config(self, run: "Run") -> Config:
+        """The run's config: profile <- `set` <- method preset <- grid point <- seed, threads."""
+        config = apply_preset(load_config(self.profile, overrides=self.set), run.method)
+        apply_overrides(config, {**run.point, "seed": run.seed, "runtime.threads": self.threads})
+        return config.validate()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "profile": self.profile, "set": dict(self.set),
+                "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},
+                "seeds": list(self.seeds), "folds": self.folds if not isinstance(self.folds, tuple) else list(self.folds),
+                "threads": self.threads}
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str
+    point: dict[str, Any]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The run folder relative to the sweep folder: METHOD/POINT/seed-N."""
+        return f"{self.method}/{point_name(self.point)}/seed-{self.seed}"
+
+
+def point_name(point: dict[str, Any]) -> str:
+    """A grid point as a folder name: ``loss.alpha=0.3,loss.beta=0.1`` (``default`` when empty)."""
+    return ",".join(f"{k}={_value_name(v)}" for k, v in point.items()) or DEFAULT_POINT
+
+
+def _value_name(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file: every run's config is built once, so a bad key or value is
+    reported here, naming the file, before any trial starts."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"grid file {path} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"grid file {path} is not valid YAML: {exc}") from None
+    grid = grid_from_dict(tree, source=str(path), default_name=path.stem)
+    return grid
+
+
+def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") -> Grid:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: a grid file holds a mapping (name, profile, methods, grid, seeds, folds)")
+    unknown = sorted(set(tree) - GRID_KEYS)
+    if unknown:
+        raise ConfigError(f"{source}: unknown grid key(s) {unknown}; allowed: {sorted(GRID_KEYS)}")
+    methods = tuple(_as_list(tree.get("methods", ["paper"]), source, "methods"))
+    bad = [m for m in methods if m not in PRESETS]
+    if bad:
+        raise ConfigError(f"{source}: unknown method(s) {bad}; `ser methods --all` lists {sorted(PRESETS)}")
+    values = tree.get("grid") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: 'grid' maps config keys to lists of values")
+    folds = tree.get("folds", "all")
+    if not (folds == "all" or (isinstance(folds, int) and folds > 0) or isinstance(folds, list)):
+        raise ConfigError(f"{source}: folds must be 'all', a positive number or a list of speakers, got {folds!r}")
+    grid = Grid(
+        name=str(tree.get("name", default_name)), profile=str(tree.get("profile", "demo")),
+        set=dict(tree.get("set") or {}), methods=methods,
+        grid={str(k): tuple(_as_list(v, source, f"grid.{k}")) for k, v in values.items()},
+        seeds=tuple(int(s) for s in _as_list(tree.get("seeds", [0]), source, "seeds")),
+        folds=tuple(str(f) for f in folds) if isinstance(folds, list) else folds,
+        threads=int(tree.get("threads", 1)), description=str(tree.get("description", "")).strip(),
+    )
+    if grid.threads < 1:
+        raise ConfigError(f"{source}: threads must be >= 1, got {grid.threads}")
+    if len(set(grid.seeds)) != len(grid.seeds):
+        raise ConfigError(f"{source}: seeds repeat: {list(grid.seeds)}")
+    for run in grid.runs():
+        try:
+            grid.config(run)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: run {run.name}: {exc}") from None
+    return grid
+
+
+def _as_list(value: Any, source: str, key: str) -> list:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ConfigError(f"{source}: {key} must not be empty")
+    return copy.deepcopy(values)

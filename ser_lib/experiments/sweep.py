@@ -1,0 +1,223 @@
+"""`ser sweep`: a grid of runs (`experiments.grid`) trained fold by fold as Ray Tune trials.
+
+Every trial is one LOSO fold of one run and writes the usual fold folder, so the sweep folder
+is a tree of ordinary run folders (`METHOD/POINT/seed-N/fold-SPK`) that `ser report`, the
+notebooks and `ser loso --resume` all read. Ray only schedules: local Ray by default (one
+trial per `threads` cores), or an existing cluster with `address` (the sweep folder, the
+manifest's audio and the feature cache must then be on a filesystem every node sees).
+
+Resuming is by the files, not by Ray's state: a fold with `fold_result.json` is finished and is
+never run again, an interrupted fold continues from its checkpoint, and a failed trial is
+reported and does not stop the others. After the trials, every run whose folds are all finished
+gets its `results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..analysis import runs
+from ..config import config_from_dict
+from ..data.labels import load_partition
+from ..errors import SerError
+from ..files import atomic_write_json, atomic_write_text
+from ..train.folds import speakers_of
+from .grid import Grid, Run, load_grid
+
+SWEEP_JSON = "sweep.json"
+GRID_YAML = "grid.yaml"
+RAY_DIR = "ray"
+
+
+@dataclass
+class SweepOutcome:
+    trials: int  # in the grid
+    already_finished: int
+    trained: int
+    failed: list[dict] = field(default_factory=list)  # {"trial", "error"}
+    wall_seconds: float = 0.0
+    complete_runs: list[str] = field(default_factory=list)
+
+
+def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path, address: str | None = None,
+              resume: bool = False, concurrency: int | None = None, progress: bool = True) -> SweepOutcome:
+    """Train every pending fold of the grid's runs; return what happened."""
+    started = time.perf_counter()
+    grid, out = load_grid(grid_path), Path(out).resolve()
+    manifest_path = Path(manifest_path).resolve()
+    _claim_folder(out, grid, manifest_path, resume)
+    parted = load_partition(manifest_path, grid.config(grid.runs()[0]).data)
+    speakers = grid.speakers(speakers_of(parted))
+
+    trials, finished = [], 0
+    for run in grid.runs():
+        config = grid.config(run)
+        config.cache_dir = str(_absolute(config.cache_dir))
+        runs.record_config(out / run.name, config, resume=True)  # refuses a run started with other settings
+        for speaker in speakers:
+            if runs.is_finished(runs.fold_dir(out / run.name, speaker)):
+                finished += 1
+            else:
+                trials.append({"run": run.name, "speaker": speaker, "config": config.to_dict()})
+    outcome = SweepOutcome(trials=finished + len(trials), already_finished=finished, trained=0)
+    if progress:
+        print(f"sweep {grid.name}: {len(grid.runs())} runs x {len(speakers)} folds = {outcome.trials} trials, "
+              f"{finished} finished before, {len(trials)} to train")
+    if trials:
+        outcome.trained, outcome.failed = _tune(trials, out, manifest_path, grid, address, concurrency, progress)
+    outcome.complete_runs = _summarize_complete(out, grid.runs(), speakers)
+    outcome.wall_seconds = time.perf_counter() - started
+    _write_state(out, grid, manifest_path, speakers, outcome)
+    return outcome
+
+
+def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
+    """One trial: one fold of one run, resumed from its checkpoint if it has one."""
+    from ..data.cache import FeatureCache
+    from ..runtime import apply_threads
+    from ..train.folds import loso_folds
+    from ..train.loso import train_any_fold
+
+    config = config_from_dict(spec["config"], source=f"trial {spec['run']}/{spec['speaker']}")
+    config.eval.folds = (spec["speaker"],)
+    apply_threads(config.runtime)
+    parted = load_partition(spec["manifest"], config.data)
+    (fold,) = loso_folds(parted, config.eval)
+    fold_dir = runs.fold_dir(Path(spec["out"]) / spec["run"], spec["speaker"])
+    started = time.perf_counter()
+    record = train_any_fold(config, parted, fold, fold_dir, FeatureCache(config.cache_dir), resume=True,
+                            progress=False)
+    return {"wa": record["wa"], "ua": record["ua"], "macro_f1": record.get("macro_f1"),
+            "trial_seconds": time.perf_counter() - started}
+
+
+def _indexed_trial(params: dict[str, Any], specs: list[dict]) -> dict[str, Any]:
+    return train_trial(specs[params["trial"]])
+
+
+def _tune(trials: list[dict], out: Path, manifest_path: Path, grid: Grid, address: str | None,
+          concurrency: int | None, progress: bool) -> tuple[int, list[dict]]:
+    import ray
+    from ray import tune
+
+    specs = [{**t, "out": str(out), "manifest": str(manifest_path)} for t in trials]
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        callback = _progress_callback(specs, progress)
+        # The specs travel through Ray's object store; the trial's only parameter is its index, so
+        # Ray's trial names and logs stay short.
+        trainable = tune.with_resources(tune.with_parameters(_indexed_trial, specs=specs), {"cpu": grid.threads})
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(list(range(len(specs))))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency or None),
+            run_config=tune.RunConfig(name=grid.name, storage_path=str(out / RAY_DIR), verbose=0,
+                                      callbacks=[callback]),
+        )
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    return callback.completed, callback.failed
+
+
+def _progress_callback(specs: list[dict], progress: bool):
+    """A Tune callback with one progress bar over the trials and a line per failed trial."""
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def __init__(self):
+            self.completed, self.failed = 0, []
+            self.bar = tqdm(total=len(specs), desc="sweep trials", unit="fold", disable=not progress)
+
+        def _name(self, trial) -> str:
+            spec = specs[trial.config["trial"]]
+            return f"{spec['run']}/fold-{spec['speaker']}"
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.completed += 1
+            result = trial.last_result or {}
+            self.bar.set_postfix_str(f"{self._name(trial)} WA {result.get('wa', float('nan')):.1f}")
+            self.bar.update()
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            error = _error_text(trial)
+            self.failed.append({"trial": self._name(trial), "error": error})
+            tqdm.write(f"FAILED {self._name(trial)}: {error}")
+            self.bar.update()
+
+    return Progress()
+
+
+def _error_text(trial) -> str:
+    """The last line of a failed trial's traceback (Ray keeps the whole one in its error file)."""
+    path = getattr(trial, "error_file", None) or getattr(getattr(trial, "run_metadata", None), "error_filename", None)
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "unknown error"
+    except (OSError, TypeError):
+        return "unknown error (no error file)"
+
+
+def _claim_folder(out: Path, grid: Grid, manifest_path: Path, resume: bool) -> None:
+    """A new sweep needs an empty or new folder; --resume continues one (its grid may have grown)."""
+    state = out / SWEEP_JSON
+    if state.exists() and not resume:
+        raise SerError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
+    if state.exists():
+        recorded = json.loads(state.read_text()).get("manifest")
+        if recorded and Path(recorded) != manifest_path:
+            raise SerError(f"{out} was swept on {recorded}, not {manifest_path}; choose another --out")
+    elif out.exists() and any(out.iterdir()) and not resume:
+        raise SerError(f"{out} is not empty and holds no sweep; choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / GRID_YAML, _grid_yaml(grid))
+
+
+def _grid_yaml(grid: Grid) -> str:
+    import yaml
+
+    return yaml.safe_dump(grid.to_dict(), sort_keys=False)
+
+
+def _summarize_complete(out: Path, grid_runs: list[Run], speakers: list[str]) -> list[str]:
+    """Write results.json for every run whose folds are all finished; return their names."""
+    from ..train.loso import summarize_run
+
+    complete = []
+    for run in grid_runs:
+        run_dir = out / run.name
+        if all(runs.is_finished(runs.fold_dir(run_dir, s)) for s in speakers):
+            records = [runs.read_fold_record(runs.fold_dir(run_dir, s)) for s in speakers]
+            summarize_run(run_dir, runs.read_config(run_dir), records)
+            complete.append(run.name)
+    return complete
+
+
+def _write_state(out: Path, grid: Grid, manifest_path: Path, speakers: list[str], outcome: SweepOutcome) -> None:
+    """sweep.json: the grid, the manifest, every run (method, point, seed) and the last outcome."""
+    state = out / SWEEP_JSON
+    known = json.loads(state.read_text())["runs"] if state.exists() else []
+    names = {r["run"] for r in known}
+    known += [{"run": r.name, "method": r.method, "point": r.point, "seed": r.seed}
+              for r in grid.runs() if r.name not in names]
+    atomic_write_json(state, {
+        "grid": grid.to_dict(), "manifest": str(manifest_path), "speakers": speakers,
+        "runs": known,  # every run this folder was ever swept with (a resumed grid may have grown)
+        "last": {"trials": outcome.trials, "already_finished": outcome.already_finished,
+                 "trained": outcome.trained, "failed": outcome.failed,
+                 "wall_seconds": round(outcome.wall_seconds, 1), "complete_runs": len(outcome.complete_runs)},
+    })
+
+
+def _absolute(path: str) -> Path:
+    return Path(path).expanduser().resolve()
