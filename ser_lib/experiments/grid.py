@@ -54,7 +54,8 @@ class Grid:
         return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
 
     def runs(self) -> list["Run"]:
-        return [Run(method, point, seed) for method in self.methods for point in self.points() for seed in self.seeds]
+        """Seed-major, so a sweep stopped early has every method and point for the first seeds."""
+        return [Run(method, point, seed) for seed in self.seeds for method in self.methods for point in self.points()]
 
     def speakers(self, all_speakers: list[str]) -> list[str]:
         """The grid's folds among the corpus' sorted speakers."""
