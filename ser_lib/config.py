@@ -23,7 +23,9 @@ from .errors import ConfigError
 
 DEFAULT_CLASSES = ("anger", "happiness", "sadness", "neutral")
 OTHER = "other"
-LOSS_TERMS = ("cor", "ic")
+# "cor" eq. 7, "ic" eqs. 9-10; "bce" and "bic" are the multi-label baseline's (Li et al., 2023).
+LOSS_TERMS = ("cor", "ic", "bce", "bic")
+CORRECTION_SCHEDULES = ("constant", "proselflc")
 IC_NORMS = ("batch", "ambiguous")
 IC_FORMS = ("eq10", "eq16")
 CORRECTION_UPDATES = ("step", "running")
@@ -107,7 +109,9 @@ class LossConfig:
     alpha: float = 0.3
     beta: float = 0.1
     # Loss terms per subset (eq. 11, Table IX): "cor" = weighted soft cross-entropy (eq. 7),
-    # "ic" = enhanced inter-class difference loss (eqs. 9-10).
+    # "ic" = enhanced inter-class difference loss (eqs. 9-10); the multi-label baseline's
+    # "bce" = weighted binary cross-entropy on the multi-hot label (eq. 3) and "bic" = its binary
+    # inter-class difference loss (Li et al., 2023).
     clear_terms: tuple[str, ...] = ("cor",)
     ambiguous_terms: tuple[str, ...] = ("cor", "ic")
     # Which label u in eq. 10 uses on ambiguous samples. The paper does not say;
@@ -159,6 +163,15 @@ class CorrectionConfig:
     # Let the gradient flow through y_g in the target (Reed et al.'s soft bootstrapping); the paper
     # treats y_c as a constant target.
     gradient: bool = False
+    # How much each row trusts the prediction: "constant" = loss.alpha for every row and epoch;
+    # "proselflc" = Wang et al.'s (CVPR 2021) ε = g(t)·l(p): global trust
+    # g = 1 / (1 + exp(-base·(epoch / max_epochs - transit))) times the row's local trust
+    # l = 1 - H(p) / log K (loss.alpha is then unused).
+    schedule: str = "constant"
+    proselflc_base: float = 16.0
+    proselflc_transit: float = 0.5
+    # No correction before this epoch (a warm-up, as SELC's turning point; 0 = from the start).
+    start_epoch: int = 0
 
     def validate(self) -> None:
         if self.update not in CORRECTION_UPDATES:
@@ -169,6 +182,13 @@ class CorrectionConfig:
             raise ConfigError(f"correction.prediction must be 'soft' or 'hard', got {self.prediction!r}")
         if not isinstance(self.gradient, bool):
             raise ConfigError(f"correction.gradient must be true or false, got {self.gradient!r}")
+        if self.schedule not in CORRECTION_SCHEDULES:
+            raise ConfigError(f"correction.schedule must be one of {CORRECTION_SCHEDULES}, got {self.schedule!r}")
+        if self.proselflc_base < 0 or not 0.0 <= self.proselflc_transit <= 1.0:
+            raise ConfigError("correction.proselflc_base must be >= 0 and correction.proselflc_transit in [0, 1], "
+                              f"got {self.proselflc_base} and {self.proselflc_transit}")
+        if self.start_epoch < 0:
+            raise ConfigError(f"correction.start_epoch must be >= 0, got {self.start_epoch}")
 
 
 @dataclass
@@ -257,10 +277,17 @@ class TrainConfig:
     bucket_by_length: bool = True
     # Gradient-norm clipping (0 = off).
     grad_clip: float = 5.0
+    # The smile-svm trainer: openSMILE functional sets (names of opensmile.FeatureSet) and the
+    # linear SVM's C (small: thousands of correlated ComParE features and a few hundred utterances).
+    smile_sets: tuple[str, ...] = ("eGeMAPSv02", "ComParE_2016")
+    svm_c: float = 1e-3
 
     def validate(self) -> None:
         if self.trainer not in TRAINERS:
             raise ConfigError(f"train.trainer must be one of {TRAINERS}, got {self.trainer!r}")
+        if not self.smile_sets or not self.svm_c > 0:
+            raise ConfigError(f"train.smile_sets must name a feature set and train.svm_c be > 0, "
+                              f"got {self.smile_sets!r} and {self.svm_c}")
         if not self.adam_eps > 0:
             raise ConfigError(f"train.adam_eps must be > 0, got {self.adam_eps}")
         if self.lr <= 0 or self.weight_decay < 0:

@@ -94,7 +94,7 @@ def row_inputs(row: Mapping, root: str | Path, data_config: DataConfig, feature_
                cache: FeatureCache | None = None) -> list[SegmentInputs]:
     """`utterance_inputs` of one manifest row (``path`` relative to `root`, optional start/end)."""
     return utterance_inputs(Path(root) / row["path"], data_config, feature_config,
-                            _optional_float(row, "start"), _optional_float(row, "end"), cache)
+                            optional_float(row, "start"), optional_float(row, "end"), cache)
 
 
 def model_batch(segments: Sequence[SegmentInputs]) -> dict[str, torch.Tensor]:
@@ -113,6 +113,6 @@ def is_missing(value) -> bool:
         not isinstance(value, str) and pd.isna(value))
 
 
-def _optional_float(row: Mapping, column: str) -> float | None:
+def optional_float(row: Mapping, column: str) -> float | None:
     value = row.get(column)
     return None if is_missing(value) else float(value)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import CorrectionConfig, LossConfig
 from ..errors import ConfigError
-from .correction import check_label_batch, correct_labels
+from .correction import check_label_batch, correct_labels, correction_alpha
 
 
 def _full_precision(x: torch.Tensor) -> torch.Tensor:
@@ -150,6 +150,17 @@ def binary_inter_class_difference(logits: torch.Tensor, multi_hot: torch.Tensor,
     return (torch.expm1(u) * pair_mask).sum(dim=(1, 2))
 
 
+def binary_cross_entropy(logits: torch.Tensor, multi_hot: torch.Tensor,
+                         class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy per sample [B] on independent sigmoid outputs and a multi-hot label
+    (the multi-label baseline, Li et al., 2023), summed over classes; each class' term is
+    weighted by w_k like eq. 7 so that the baseline sees the same class balance as the method."""
+    terms = F.binary_cross_entropy_with_logits(_full_precision(logits), multi_hot.to(torch.float32), reduction="none")
+    if class_weights is not None:
+        terms = terms * class_weights.to(terms)
+    return terms.sum(-1)
+
+
 def joint_loss(
     logits: torch.Tensor,
     y_soft: torch.Tensor,
@@ -157,6 +168,8 @@ def joint_loss(
     config: LossConfig,
     class_weights: torch.Tensor | None = None,
     correction: CorrectionConfig | None = None,
+    epoch: int | None = None,
+    max_epochs: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Joint loss over clear and ambiguous samples with real-time label correction (eq. 11).
 
@@ -166,7 +179,10 @@ def joint_loss(
     `config.ambiguous_terms` for ambiguous rows, where
       "cor" = soft_cross_entropy(logits, y_c, class_weights)            (eq. 7)
       "ic"  = inter_class_difference(probs, y_c or y_s, β, config.ic_form)  (eqs. 9-10)
+      "bce", "bic" = the multi-label baseline's terms on the multi-hot label y_s > 0 (eq. 3)
     and `config.ic_target` picks y_c ("corrected") or y_s ("observed") for "ic".
+    α is `correction_alpha`'s: loss.alpha, or ProSelfLC's per-row trust at `epoch` of
+    `max_epochs`, and 0 before `correction.start_epoch`.
     With `config.ic_norm` "batch" the loss is the mean over the batch of these per-sample
     sums: divided by B, not by the summed class weights as torch's hard-label
     `cross_entropy(weight=...)` does. With "ambiguous" (eq. 9) the ic term is divided by the
@@ -192,13 +208,20 @@ def joint_loss(
     probs = torch.softmax(_full_precision(logits), dim=-1)
     correction = correction or CorrectionConfig()
     corrected_rows = ambiguous if correction.rows == "ambiguous" else torch.ones_like(ambiguous)
-    corrected = correct_labels(y_soft.to(probs.dtype), probs, config.alpha, corrected_rows,
+    alpha = correction_alpha(config.alpha, correction, probs, epoch, max_epochs)
+    corrected = correct_labels(y_soft.to(probs.dtype), probs, alpha, corrected_rows,
                                hard=correction.prediction == "hard", keep_gradient=correction.gradient)
     ic_target = corrected if config.ic_target == "corrected" else y_soft.to(probs.dtype)
-    terms = {
-        "cor": soft_cross_entropy(logits, corrected, class_weights),
-        "ic": inter_class_difference(probs, ic_target, config.beta, config.ic_form),
+    used = set(config.clear_terms) | set(config.ambiguous_terms)
+    multi_hot = (y_soft > 0).to(probs.dtype)
+    term_functions = {
+        "cor": lambda: soft_cross_entropy(logits, corrected, class_weights),
+        "ic": lambda: inter_class_difference(probs, ic_target, config.beta, config.ic_form),
+        "bce": lambda: binary_cross_entropy(logits, multi_hot, class_weights),
+        "bic": lambda: binary_inter_class_difference(logits, multi_hot, config.beta),
     }
+    # "cor" and "ic" are always computed (the label store and the parts expect them).
+    terms = {name: fn() for name, fn in term_functions.items() if name in used or name in ("cor", "ic")}
     parts: dict[str, torch.Tensor] = {}
     per_sample = torch.zeros_like(terms["cor"])
     rows = {}  # which rows each term applies to
@@ -210,16 +233,17 @@ def joint_loss(
     parts["per_sample"] = per_sample
     parts["corrected"] = corrected.detach()
     parts["probs"] = probs.detach()
-    return _reduce(parts, rows["ic"], config.ic_norm), parts
+    return _reduce(parts, list(terms), rows["ic"], config.ic_norm), parts
 
 
-def _reduce(parts: dict[str, torch.Tensor], ic_rows: torch.Tensor, ic_norm: str) -> torch.Tensor:
+def _reduce(parts: dict[str, torch.Tensor], term_names: list[str], ic_rows: torch.Tensor, ic_norm: str) -> torch.Tensor:
     """The batch loss: the mean of the per-sample sums ("batch"), or, for eq. 9's 1/N_2
     ("ambiguous"), the cross-entropy's mean over the batch plus the ic term's mean over the
     N_2 rows it applies to (0 when the batch has none)."""
     if ic_norm == "batch":
         return parts["per_sample"].mean()
-    return parts["cor"].mean() + parts["ic"].sum() / ic_rows.sum().clamp_min(1)
+    batch_mean = sum(parts[name].mean() for name in term_names if name != "ic")
+    return batch_mean + parts["ic"].sum() / ic_rows.sum().clamp_min(1)
 
 
 class JointLoss(nn.Module):
@@ -233,8 +257,15 @@ class JointLoss(nn.Module):
         self.correction = correction
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights)
+        self.epoch: int | None = None
+        self.max_epochs: int | None = None
+
+    def set_epoch(self, epoch: int, max_epochs: int) -> None:
+        """Training time, for the correction's warm-up and ProSelfLC's global trust."""
+        self.epoch, self.max_epochs = epoch, max_epochs
 
     def forward(
         self, logits: torch.Tensor, y_soft: torch.Tensor, ambiguous: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return joint_loss(logits, y_soft, ambiguous, self.config, self.class_weights, self.correction)
+        return joint_loss(logits, y_soft, ambiguous, self.config, self.class_weights, self.correction,
+                          self.epoch, self.max_epochs)

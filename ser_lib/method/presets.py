@@ -13,6 +13,17 @@ run folder's. The methods compared on the same folds (`ser methods` lists them):
 - `bootstrap-soft` and `bootstrap-hard` (Reed et al., 2015): every row's target blended with
   the prediction, β = 0.95 soft with the gradient through it, β = 0.8 with its one-hot argmax
   (`correction.rows`, `correction.prediction`, `correction.gradient`); soft labels on S_B.
+- `proselflc` (Wang et al., CVPR 2021): every row blended with the detached prediction by a
+  trust ε = g(t)·l(p) that grows with training time and the prediction's confidence
+  (`correction.schedule=proselflc`).
+- `selc` (Lu & He, IJCAI 2022): after a warm-up epoch, every row's label becomes a running
+  average t ← 0.9·t + 0.1·p of its predictions (`correction.update=running`, α = 0.1,
+  `correction.start_epoch=1`; SELC estimates the turning point from training accuracy, we fix it).
+- `li-interclass` (Li et al., 2023): the multi-label view, independent sigmoid outputs trained on
+  the multi-hot label (eq. 3) with binary cross-entropy and the binary inter-class difference
+  loss, no correction.
+- `smile-svm`: openSMILE functionals (eGeMAPS and ComParE 2016) and a linear SVM on the clear
+  training utterances (`method.smile_svm`), the classic SER baseline.
 
 and the loss settings of Fig. 6 / Table IX, written clear / ambiguous (which terms of eq. 11 each
 subset gets: "cor" = the weighted soft cross-entropy of eq. 7, "ic" = the inter-class difference
@@ -55,11 +66,24 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("bootstrap-hard", "hard bootstrapping (β=0.8)",
            {**HARD_CROSS_ENTROPY, "loss.alpha": 0.2, "correction.rows": "all", "correction.prediction": "hard"},
            "Reed et al., ICLR 2015 workshop: L = -Σ_k (β t_k + (1-β) z_k) log q_k, z = one-hot argmax q"),
+    Preset("proselflc", "ProSelfLC (progressive trust)",
+           {**HARD_CROSS_ENTROPY, "correction.rows": "all", "correction.schedule": "proselflc"},
+           "Wang et al., CVPR 2021: target (1-ε)·y + ε·p, ε = g(t)·(1 - H(p)/log K)"),
+    Preset("selc", "SELC (running ensemble labels)",
+           {**HARD_CROSS_ENTROPY, "loss.alpha": 0.1, "correction.rows": "all", "correction.update": "running",
+            "correction.start_epoch": 1},
+           "Lu & He, IJCAI 2022: t ← m·t + (1-m)·p after the turning point, m = 0.9"),
+    Preset("li-interclass", "multi-label, binary inter-class difference",
+           {"loss.alpha": 0.0, "loss.clear_terms": "bce,bic", "loss.ambiguous_terms": "bce,bic"},
+           "Li et al., 2023: sigmoid outputs, BCE on the multi-hot label (eq. 3) + binary inter-class loss"),
+    Preset("smile-svm", "openSMILE functionals + linear SVM",
+           {"train.trainer": "smile-svm", "data.train_targets": "clear_only"},
+           "Eyben et al. 2016 (eGeMAPS), Schuller et al. 2016 (ComParE); scikit-learn LinearSVC"),
     Preset("cor-cor", "(a) cor / cor", {"loss.clear_terms": "cor", "loss.ambiguous_terms": "cor"}, "Fig. 6 (a)"),
     Preset("ic-ic", "(b) ic / ic", {"loss.clear_terms": "ic", "loss.ambiguous_terms": "ic"}, "Fig. 6 (b)"),
 )}
 METHODS = ("paper", "paper-running", "soft-static", "clear-hard", "plurality-hard", "bootstrap-soft",
-           "bootstrap-hard")
+           "bootstrap-hard", "proselflc", "selc", "li-interclass", "smile-svm")
 FIG6_PRESETS = ("cor-cor", "ic-ic", "paper", "soft-static")
 
 

@@ -27,7 +27,6 @@ from ..analysis.metrics import classification_metrics, js_to_soft
 from ..analysis.results import fold_record, predictions_frame
 from ..config import Config
 from ..data.cache import FeatureCache
-from ..data.labels import AMBIGUOUS
 from ..data.samples import Sample, clear_class_counts, fbank_statistics
 from ..method.label_store import LabelStore
 from ..method.losses import inverse_frequency_weights
@@ -98,11 +97,7 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
         model.spatial.set_input_statistics(*fbank_statistics(data.train))
 
     # Stage 2 trains on clear ∪ ambiguous with real-time correction.
-    store = LabelStore(classes)
-    ambiguous_train = data.train_ambiguous
-    if ambiguous_train:
-        store.register([s.sample_id for s in ambiguous_train], torch.stack([s.y_soft for s in ambiguous_train]),
-                       subset=AMBIGUOUS, true=_stack_true(ambiguous_train))
+    store = _label_store(classes, data, config)
     runner = StageRunner(STAGE2, model, data, data.train, config, device, runs.stage_checkpoint(fold_dir, STAGE2),
                          config.train.max_epochs, weights, label_store=store, progress=progress,
                          on_epoch_end=on_epoch_end)
@@ -117,6 +112,19 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
                                     test.probs, classes)
     runs.write_fold_outputs(fold_dir, record, predictions, test.utt_ids, test.embeddings, test.labels, test.probs)
     return record
+
+
+def _label_store(classes, data: FoldData, config: Config) -> LabelStore:
+    """The ambiguous training samples, whose labels are corrected; every training sample when a
+    running correction corrects every row (SELC), each with its subset."""
+    tracked = data.train_ambiguous
+    if config.correction.update == "running" and config.correction.rows == "all":
+        tracked = data.train
+    store = LabelStore(classes)
+    if tracked:
+        store.register([s.sample_id for s in tracked], torch.stack([s.y_soft for s in tracked]),
+                       subset=[s.subset for s in tracked], true=_stack_true(tracked))
+    return store
 
 
 def _stack_true(samples: list[Sample]) -> torch.Tensor | None:

@@ -81,6 +81,7 @@ class StageRunner:
     def _train_epoch(self, epoch: int) -> float:
         self.model.train()
         self.loader.set_epoch(epoch)
+        self.loss_fn.set_epoch(epoch, self.max_epochs)
         total, count = 0.0, 0
         bar = tqdm(self.loader, desc=f"{self.stage} epoch {epoch}", leave=False, disable=not self.progress)
         for batch in bar:
@@ -91,24 +92,33 @@ class StageRunner:
             loss, parts = forward_loss(self.model, batch, self.loss_fn, self.device, self.config.runtime.precision)
             _check_finite(parts["per_sample"], batch, self.stage, epoch)
             optimizer_step(loss, self.model, self.optimizer, self.config.train.grad_clip)
-            if self.label_store is not None and bool(batch["ambiguous"].any()):
+            tracked = self._tracked_rows(batch)
+            if self.label_store is not None and bool(tracked.any()):
                 self.label_store.record(epoch, batch["sample_ids"], observed.cpu(), parts["corrected"].cpu(),
-                                        parts["probs"].cpu(), mask=batch["ambiguous"].cpu())
+                                        parts["probs"].cpu(), mask=tracked)
             total += loss.item() * len(batch["sample_ids"])
             count += len(batch["sample_ids"])
             bar.set_postfix(loss=f"{total / count:.4f}")
         self.state.train_samples += count
         return total / count
 
-    def _with_running_labels(self, batch: dict, epoch: int) -> dict:
-        """The batch with each ambiguous row's y_s replaced by its running corrected label."""
+    def _tracked_rows(self, batch: dict) -> torch.Tensor:
+        """The rows the label store follows: the ambiguous ones, or every row when a running
+        correction corrects every row (SELC)."""
         ambiguous = batch["ambiguous"].cpu()
-        if not bool(ambiguous.any()):
+        if self.config.correction.update == "running" and self.config.correction.rows == "all":
+            return torch.ones_like(ambiguous)
+        return ambiguous
+
+    def _with_running_labels(self, batch: dict, epoch: int) -> dict:
+        """The batch with each tracked row's y_s replaced by its running corrected label."""
+        tracked = self._tracked_rows(batch)
+        if not bool(tracked.any()):
             return batch
-        ids = [i for i, a in zip(batch["sample_ids"], ambiguous.tolist()) if a]
+        ids = [i for i, a in zip(batch["sample_ids"], tracked.tolist()) if a]
         y_soft = batch["y_soft"].clone()
         running = torch.from_numpy(self.label_store.running(ids, epoch)).to(y_soft)
-        y_soft[ambiguous.to(y_soft.device)] = running
+        y_soft[tracked.to(y_soft.device)] = running
         return {**batch, "y_soft": y_soft}
 
     def _end_epoch(self, epoch: int, train_loss: float, validation: dict) -> None:
