@@ -152,3 +152,32 @@ def aggregate_folds(fold_results: list[dict], keys: Sequence[str] = SUMMARY_KEYS
             raise ValueError(f"confusion matrices differ in shape across folds: {[c.shape for c in confusions]}")
         summary["confusion"] = np.sum(confusions, axis=0).astype(int).tolist()
     return summary
+
+
+MIN_PAIRS_FOR_CI = 3
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> dict:
+    """A − B over matched pairs (the same fold and seed): the mean difference, its Student-t
+    confidence interval, and the two-sided Wilcoxon signed-rank p-value (scipy; zero differences
+    are dropped, as Wilcoxon's original test does).
+
+    With fewer than `MIN_PAIRS_FOR_CI` pairs no interval is given (``ci95`` None): two pairs
+    give an interval tens of points wide that says nothing. p is 1.0 when every difference is 0.
+    Pairs over folds × seeds are not independent (one fold's seeds share their test speaker), so
+    the interval and p-value treat them as more evidence than they are; see the report's note.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired_difference needs two equal-length non-empty 1-D sequences, got {a.shape}, {b.shape}")
+    diff = a - b
+    n = int(diff.size)
+    result = {"delta": float(diff.mean()), "std": float(diff.std(ddof=1)) if n > 1 else 0.0, "n_pairs": n,
+              "ci95": None, "p_value": None, "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
+    if n >= MIN_PAIRS_FOR_CI:
+        result["ci95"] = aggregate(diff, confidence)["ci95"]
+    if not np.any(diff):
+        result["p_value"] = 1.0
+    elif n >= 2:
+        result["p_value"] = float(stats.wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
+    return result

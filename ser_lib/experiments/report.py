@@ -1,0 +1,312 @@
+"""`ser report SWEEP`: tables, paired statistics and figures over a sweep folder.
+
+Each row of the report is one (method, grid point), measured over all its finished folds ×
+seeds: WA, UA and macro-F1 as mean ± std with a 95% Student-t interval, and on corpora with
+known true distributions the JS divergence to the truth of the final training labels of the
+ambiguous samples (`js_train_to_true`) and of the predictions on them (`js_pred_to_true`).
+
+Differences are paired: a row's fold f, seed s is compared with the reference method's fold f,
+seed s at the same grid point (`metrics.paired_difference`: mean, t-interval, Wilcoxon p). The
+references are `paper` and `soft-static` when the sweep has them.
+
+The tables follow the grid: a method grid is laid out like Tables III and IX (a row per method),
+a one-key grid like Table VII (a row per value), a two-key grid also as a matrix like Table VIII.
+Figures (seaborn): per-fold points with the mean and its interval per row, the paired
+differences with their intervals, a heatmap for two-key grids, and Fig. 6 (t-SNE of the four
+loss settings) when the sweep has them. Everything is written into the sweep folder
+(`report.md`, `report.json`, `figures/`) and the figures also into `figures/` of the project.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import runs
+from ..analysis.metrics import aggregate, paired_difference
+from ..errors import SerError
+from ..files import atomic_write_json, atomic_write_text
+from ..method.presets import FIG6_PRESETS, PRESETS
+from .grid import DEFAULT_POINT
+from .sweep import SWEEP_JSON
+
+METRICS = (("wa", "WA"), ("ua", "UA"), ("macro_f1", "macro-F1"))
+JS_COLUMNS = (("js_corrected_to_true", "js_train_to_true"), ("js_pred_to_true", "js_pred_to_true"))
+REFERENCES = ("paper", "soft-static")
+DEPENDENCE_NOTE = ("Intervals and p-values treat every fold × seed as one observation. The seeds of one fold share "
+                   "their test speaker, so these are somewhat optimistic; the per-fold points in the figures show "
+                   "the spread behind each mean.")
+
+
+@dataclass
+class Report:
+    summary: dict  # what `ser report --json` prints
+    markdown: str
+    paths: list[Path] = field(default_factory=list)
+
+
+def collect(sweep_dir: str | Path) -> tuple[dict, pd.DataFrame]:
+    """The sweep's state (sweep.json) and one row per finished fold of its runs."""
+    sweep_dir = Path(sweep_dir)
+    state_path = sweep_dir / SWEEP_JSON
+    if not state_path.exists():
+        raise SerError(f"{sweep_dir} is not a sweep folder (no {SWEEP_JSON}); run `ser sweep --out {sweep_dir}` first")
+    state = json.loads(state_path.read_text())
+    rows = []
+    for run in state["runs"]:
+        for fold in runs.fold_dirs(sweep_dir / run["run"]):
+            record = runs.read_fold_record(fold)
+            row = {"run": run["run"], "method": run["method"], "point": _point_label(run["point"]),
+                   "seed": run["seed"], "speaker": record["speaker"], **run["point"]}
+            row.update({key: record.get(key) for key, _ in METRICS})
+            row.update({name: record.get(key) for key, name in JS_COLUMNS})
+            rows.append(row)
+    if not rows:
+        raise SerError(f"{sweep_dir}: no finished folds yet; `ser sweep --resume` trains them")
+    frame = pd.DataFrame(rows)
+    frame["row"] = [_row_label(m, p) for m, p in zip(frame["method"], frame["point"])]
+    return state, frame
+
+
+def summarize(frame: pd.DataFrame) -> dict[str, dict]:
+    """Per row (method, point): mean, std and 95% CI of each metric over folds × seeds."""
+    summary = {}
+    for label, group in frame.groupby("row", sort=False):
+        entry = {"method": group["method"].iloc[0], "point": group["point"].iloc[0], "n_runs": len(group),
+                 "n_folds": int(group["speaker"].nunique()), "n_seeds": int(group["seed"].nunique())}
+        for key, _ in METRICS:
+            values = group[key].dropna()
+            stat = aggregate(values)
+            entry[key], entry[f"{key}_std"] = stat["mean"], stat["std"]
+            entry[f"{key}_ci"] = list(stat["ci95"]) if stat["n"] >= 3 else None
+        for _, name in JS_COLUMNS:
+            values = group[name].dropna()
+            if len(values):
+                entry[name] = float(values.mean())
+        summary[label] = entry
+    return summary
+
+
+def paired_against(frame: pd.DataFrame, reference: str) -> dict[str, dict]:
+    """Every other row minus `reference` at the same grid point, paired on (fold, seed)."""
+    keys = ["point", "seed", "speaker"]
+    ref = frame[frame["method"] == reference].set_index(keys)
+    out = {}
+    for label, group in frame[frame["method"] != reference].groupby("row", sort=False):
+        matched = group.join(ref[[k for k, _ in METRICS]], on=keys, rsuffix="_ref", how="inner")
+        if matched.empty:
+            continue
+        entry = {"n_pairs": len(matched)}
+        for key, _ in METRICS:
+            d = paired_difference(matched[key], matched[f"{key}_ref"])
+            entry[f"delta_{key}"], entry[f"delta_{key}_ci"], entry[f"p_{key}"] = d["delta"], d["ci95"], d["p_value"]
+        out[label] = entry
+    return out
+
+
+def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figures") -> Report:
+    sweep_dir = Path(sweep_dir)
+    state, frame = collect(sweep_dir)
+    grid = state["grid"]
+    summary = {"grid": grid["name"], "description": grid.get("description", ""), "sweep": str(sweep_dir),
+               "methods": summarize(frame),
+               "paired": {f"vs {r}": paired_against(frame, r) for r in REFERENCES if (frame["method"] == r).any()},
+               "expected_folds": len(state.get("speakers", [])), "note": DEPENDENCE_NOTE}
+    summary["paired"] = {k: v for k, v in summary["paired"].items() if v}
+    paths = _write_figures(sweep_dir, frame, summary, grid)
+    markdown = format_report(summary, grid, [p.name for p in paths])
+    atomic_write_text(sweep_dir / "report.md", markdown)
+    atomic_write_json(sweep_dir / "report.json", summary)
+    paths = [sweep_dir / "report.md", sweep_dir / "report.json", *paths]
+    if figures_dir is not None:
+        Path(figures_dir).mkdir(parents=True, exist_ok=True)
+        for path in [p for p in paths if p.suffix == ".png"]:
+            shutil.copyfile(path, Path(figures_dir) / path.name)
+    return Report(summary, markdown, paths)
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
+    lines = [f"# {summary['grid']}", ""]
+    if summary["description"]:
+        lines += [summary["description"], ""]
+    lines += _results_table(summary)
+    keys = list(grid.get("grid", {}))
+    if len(keys) == 2:
+        lines += ["", f"## UA (%) by {keys[0]} (rows) and {keys[1]} (columns)", ""]
+        lines += _matrix_table(summary, keys)
+    for name, rows in summary["paired"].items():
+        lines += ["", f"## Paired differences {name} (same fold and seed)", ""]
+        lines += _paired_table(rows)
+    lines += ["", DEPENDENCE_NOTE]
+    if figure_names:
+        lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figure_names)]
+    return "\n".join(lines) + "\n"
+
+
+def _results_table(summary: dict) -> list[str]:
+    has_js = any("js_train_to_true" in e for e in summary["methods"].values())
+    header = ["method / setting"] + [f"{t} (%)" for _, t in METRICS] + (["JS train→true", "JS pred→true"] if has_js else [])
+    header.append("runs (folds × seeds)")
+    rows = []
+    for label, e in summary["methods"].items():
+        cells = [label] + [_cell(e, key) for key, _ in METRICS]
+        if has_js:
+            cells += [_number(e.get("js_train_to_true"), 4), _number(e.get("js_pred_to_true"), 4)]
+        cells.append(f"{e['n_runs']} ({e['n_folds']} × {e['n_seeds']})")
+        rows.append(cells)
+    return _table(header, rows)
+
+
+def _matrix_table(summary: dict, keys: list[str]) -> list[str]:
+    matrix = _matrix(summary, keys, "ua")
+    header = [f"{keys[0]} \\ {keys[1]}"] + [str(c) for c in matrix.columns]
+    return _table(header, [[str(i)] + [_number(v, 1) for v in row] for i, row in zip(matrix.index, matrix.values)])
+
+
+def _paired_table(rows: dict) -> list[str]:
+    header = ["method / setting", "pairs"] + [f"Δ{t} [95% CI], p" for _, t in METRICS]
+    body = []
+    for label, e in rows.items():
+        cells = [label, str(e["n_pairs"])]
+        for key, _ in METRICS:
+            ci = e[f"delta_{key}_ci"]
+            interval = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else " (no CI, < 3 pairs)"
+            p = e[f"p_{key}"]
+            cells.append(f"{e[f'delta_{key}']:+.2f}{interval}, p={'n/a' if p is None else f'{p:.3g}'}")
+        body.append(cells)
+    return _table(header, body)
+
+
+def _cell(entry: dict, key: str) -> str:
+    ci = entry[f"{key}_ci"]
+    interval = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+    return f"{entry[key]:.2f} ± {entry[f'{key}_std']:.2f}{interval}"
+
+
+def _number(value, digits: int) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _matrix(summary: dict, keys: list[str], metric: str) -> pd.DataFrame:
+    cells = [{keys[0]: _parse_point(e["point"])[keys[0]], keys[1]: _parse_point(e["point"])[keys[1]],
+              metric: e[metric]} for e in summary["methods"].values()]
+    return pd.DataFrame(cells).pivot_table(index=keys[0], columns=keys[1], values=metric, aggfunc="mean")
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _write_figures(sweep_dir: Path, frame: pd.DataFrame, summary: dict, grid: dict) -> list[Path]:
+    from ..analysis.plots import save_figure
+
+    out = sweep_dir / "figures"
+    name = summary["grid"]
+    figures = {f"{name}_folds.png": _plot_fold_points(frame, summary)}
+    for reference, rows in summary["paired"].items():
+        figures[f"{name}_paired_{reference.split()[-1]}.png"] = _plot_paired(rows, reference)
+    keys = list(grid.get("grid", {}))
+    if len(keys) == 2:
+        figures[f"{name}_heatmap.png"] = _plot_heatmap(summary, keys)
+    if set(FIG6_PRESETS) <= set(frame["method"]):
+        figures[f"{name}_fig6_tsne.png"] = _plot_fig6(sweep_dir, frame)
+    return [save_figure(figure, out / filename) for filename, figure in figures.items()]
+
+
+def _plot_fold_points(frame: pd.DataFrame, summary: dict):
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    order = list(summary["methods"])
+    figure = Figure(figsize=(10, 0.45 * len(order) + 1.8), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, (key, title) in zip(axes, METRICS[:2]):
+        sns.stripplot(data=frame, x=key, y="row", order=order, hue="seed", palette="crest", size=4, alpha=0.75,
+                      jitter=0.2, ax=ax, legend=ax is axes[-1])
+        means = [summary["methods"][r][key] for r in order]
+        intervals = [summary["methods"][r][f"{key}_ci"] or [m, m] for r, m in zip(order, means)]
+        ax.errorbar(means, range(len(order)), xerr=np.abs(np.array(intervals).T - means), fmt="D", color="black",
+                    markersize=5, capsize=3, label="mean, 95% CI")
+        ax.set_xlabel(f"{title} (%) per fold")
+        ax.set_ylabel("")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].legend(title="seed", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    figure.suptitle(f"{summary['grid']}: every fold × seed (dots) and the mean with its 95% CI (black)")
+    return figure
+
+
+def _plot_paired(rows: dict, reference: str):
+    from matplotlib.figure import Figure
+
+    labels = list(rows)
+    figure = Figure(figsize=(9, 0.45 * len(labels) + 1.6), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, (key, title) in zip(axes, METRICS[:2]):
+        deltas = np.array([rows[r][f"delta_{key}"] for r in labels])
+        intervals = np.array([rows[r][f"delta_{key}_ci"] or [d, d] for r, d in zip(labels, deltas)])
+        colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:gray" for lo, hi in intervals]
+        for y, (delta, (low, high), colour) in enumerate(zip(deltas, intervals, colours)):
+            ax.errorbar([delta], [y], xerr=[[delta - low], [high - delta]], fmt="o", color=colour, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"Δ{title} (points) {reference}")
+        ax.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"Paired differences {reference}: mean and 95% CI (green/red: CI excludes 0)")
+    return figure
+
+
+def _plot_heatmap(summary: dict, keys: list[str]):
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    for ax, (metric, title) in zip(figure.subplots(1, 2), METRICS[:2]):
+        sns.heatmap(_matrix(summary, keys, metric), annot=True, fmt=".1f", cmap="viridis", ax=ax,
+                    cbar_kws={"label": f"{title} (%)"})
+        ax.set_title(f"mean {title} over folds × seeds")
+    figure.suptitle(f"{summary['grid']}")
+    return figure
+
+
+def _plot_fig6(sweep_dir: Path, frame: pd.DataFrame):
+    from matplotlib.figure import Figure
+
+    from ..analysis.embeddings import tsne_of_run
+    from ..analysis.plots import plot_tsne
+
+    classes = None
+    figure = Figure(figsize=(10, 9), layout="constrained")
+    for ax, method in zip(figure.subplots(2, 2).ravel(), FIG6_PRESETS):
+        run = sorted(frame.loc[frame["method"] == method, "run"].unique())[0]
+        classes = classes or list(runs.read_config(sweep_dir / run).data.classes)
+        points, labels = tsne_of_run(sweep_dir / run)
+        plot_tsne(points, labels, classes, ax=ax, title=PRESETS[method].title)
+    figure.suptitle("Fig. 6: t-SNE of the fused test embeddings per loss setting (clear / ambiguous terms)")
+    return figure
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def _point_label(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items()) or DEFAULT_POINT
+
+
+def _parse_point(label: str) -> dict:
+    return dict(part.split("=", 1) for part in label.split(", ")) if label != DEFAULT_POINT else {}
+
+
+def _row_label(method: str, point: str) -> str:
+    return method if point == DEFAULT_POINT else f"{method} [{point}]"
