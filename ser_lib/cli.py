@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, default=DEFAULT_SYNTH_DIR, help="where the synthetic corpus goes")
     demo.add_argument("--out", type=Path, default=DEFAULT_DEMO_RUN, help="run folder")
     demo.add_argument("--figures", type=Path, default=DEFAULT_FIGURES_DIR, help="where figures and tables go")
-    demo.add_argument("--num-folds", type=int, default=5, help="LOSO folds to run (the first speakers)")
+    demo.add_argument("--num-folds", type=int, default=4, help="LOSO folds to run (the first speakers)")
     demo.set_defaults(handler=cmd_demo, profile="demo")
 
     sweep = commands.add_parser("sweep", help="a grid of methods, settings and seeds over the LOSO folds, on Ray Tune")

@@ -59,7 +59,7 @@ def write_partition(parted: pd.DataFrame, figures_dir: Path) -> None:
 
 
 def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_dir: str | Path,
-             num_folds: int = 5, progress: bool = True) -> dict:
+             num_folds: int = 4, progress: bool = True) -> dict:
     """Train the method with correction and the no-correction baseline (α=0) on the first
     `num_folds` LOSO folds of the synthetic corpus; print both and their paired difference,
     write results, `comparison.json` and figures. Returns the comparison."""

@@ -98,7 +98,8 @@ def paired_against(frame: pd.DataFrame, reference: str) -> dict[str, dict]:
     ref = frame[frame["method"] == reference].set_index(keys)
     out = {}
     for label, group in frame[frame["method"] != reference].groupby("row", sort=False):
-        matched = group.join(ref[[k for k, _ in METRICS]], on=keys, rsuffix="_ref", how="inner")
+        reference_values = ref[[k for k, _ in METRICS]].add_suffix("_ref")
+        matched = group.join(reference_values, on=keys, how="inner")
         if matched.empty:
             continue
         entry = {"n_pairs": len(matched)}

@@ -139,6 +139,9 @@ def _progress_callback(specs: list[dict], progress: bool):
             self.completed, self.failed = 0, []
             self.bar = tqdm(total=len(specs), desc="sweep trials", unit="fold", disable=not progress)
 
+        def __getstate__(self):  # Ray pickles callbacks with its experiment state; a bar holds a stream
+            return {**self.__dict__, "bar": None}
+
         def _name(self, trial) -> str:
             spec = specs[trial.config["trial"]]
             return f"{spec['run']}/fold-{spec['speaker']}"

@@ -1,0 +1,126 @@
+"""Grids, sweeps on local Ray, the report and notebook 06.
+
+One 2 x 2 sweep (paper and soft-static x two values of β, two folds of the tiny corpus) is run
+once for the module; the report, the resume rule and the notebook read it."""
+
+import json
+
+import numpy as np
+import papermill
+import pytest
+import yaml
+
+from conftest import ROOT
+from ser_lib.analysis import runs
+from ser_lib.cli import main as ser
+from ser_lib.errors import ConfigError, SerError
+from ser_lib.experiments.grid import grid_from_dict, load_grid
+from ser_lib.experiments.sweep import run_sweep
+
+
+def write_grid(path, **tree):
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_grid_expands_seed_major_and_names_runs():
+    grid = grid_from_dict({"name": "g", "methods": ["paper", "soft-static"], "grid": {"loss.beta": [0.1, 0.3]},
+                           "seeds": [0, 1]})
+    names = [run.name for run in grid.runs()]
+    assert len(names) == 8 and names[0] == "paper/loss.beta=0.1/seed-0" and names[4].endswith("seed-1")
+    config = grid.config(grid.runs()[3])
+    assert (config.loss.alpha, config.loss.beta, config.seed, config.runtime.threads) == (0.0, 0.3, 0, 1)
+    assert grid.speakers(["a", "b", "c"]) == ["a", "b", "c"]
+    assert grid_from_dict({"folds": 2}).speakers(["a", "b", "c"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize("tree, message", [
+    ({"methods": ["nope"]}, "unknown method"),
+    ({"grid": {"loss.alpha": [0.3, 2.0]}}, r"run paper/loss.alpha=2/seed-0: loss.alpha"),
+    ({"grid": {"loss.nope": [1]}}, "unknown config key 'loss.nope'"),
+    ({"colour": "red"}, "unknown grid key"),
+    ({"folds": -1}, "folds must be"),
+])
+def test_bad_grids_are_config_errors_naming_the_problem(tree, message):
+    with pytest.raises(ConfigError, match=message):
+        grid_from_dict(tree, source="g.yaml")
+
+
+def test_shipped_grids_load():
+    for path in sorted((ROOT / "grids").glob("*.yaml")):
+        grid = load_grid(path)
+        assert grid.runs(), path
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    quick = {"train.batch_size": 4, "train.stage1_max_epochs": 1, "train.max_epochs": 2, "train.patience": 10,
+             "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8,
+             "cache_dir": str(out / "cache")}
+    grid = write_grid(out / "grid.yaml", name="two-by-two", profile="demo", set=quick,
+                      methods=["paper", "soft-static"], grid={"loss.beta": [0.1, 0.3]}, seeds=[0], folds=2)
+    outcome = run_sweep(grid, tiny_corpus, out / "sweep", progress=False)
+    return {"grid": grid, "manifest": tiny_corpus, "dir": out / "sweep", "outcome": outcome}
+
+
+def test_sweep_trains_every_trial_into_run_folders(sweep):
+    outcome = sweep["outcome"]
+    assert (outcome.trials, outcome.trained, outcome.failed, len(outcome.complete_runs)) == (8, 8, [], 4)
+    state = json.loads((sweep["dir"] / "sweep.json").read_text())
+    assert [r["run"] for r in state["runs"]][:2] == ["paper/loss.beta=0.1/seed-0", "paper/loss.beta=0.3/seed-0"]
+    for run in state["runs"]:
+        assert len(runs.fold_dirs(sweep["dir"] / run["run"])) == 2
+        assert (sweep["dir"] / run["run"] / "results.json").exists()
+
+
+def test_a_finished_trial_is_never_run_again(sweep):
+    with pytest.raises(SerError, match="--resume"):
+        run_sweep(sweep["grid"], sweep["manifest"], sweep["dir"], progress=False)
+    again = run_sweep(sweep["grid"], sweep["manifest"], sweep["dir"], resume=True, progress=False)
+    assert (again.trained, again.already_finished) == (0, 8)
+
+
+def test_report_json_matches_the_fold_records(sweep, capsys, tmp_path):
+    assert ser(["report", str(sweep["dir"]), "--json", "--figures", str(tmp_path / "figures")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    row = report["methods"]["paper [loss.beta=0.3]"]
+    for key in ("wa", "ua", "macro_f1", "wa_ci", "ua_ci", "n_runs", "js_train_to_true"):
+        assert key in row
+    records = runs.fold_records(sweep["dir"] / "paper/loss.beta=0.3/seed-0")
+    assert row["wa"] == pytest.approx(np.mean([r["wa"] for r in records]))
+    assert row["n_runs"] == 2 and row["wa_ci"] is None  # no interval from 2 runs
+    paired = report["paired"]["vs soft-static"]["paper [loss.beta=0.3]"]
+    baseline = runs.fold_records(sweep["dir"] / "soft-static/loss.beta=0.3/seed-0")
+    assert paired["n_pairs"] == 2
+    assert paired["delta_ua"] == pytest.approx(np.mean([a["ua"] - b["ua"] for a, b in zip(records, baseline)]))
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "two-by-two_folds.png", "two-by-two_paired_paper.png", "two-by-two_paired_soft-static.png"]
+
+
+def test_report_on_a_folder_without_a_sweep_is_a_clear_error(tmp_path, capsys):
+    assert ser(["report", str(tmp_path)]) == 2
+    assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_a_failed_trial_is_reported_and_the_others_finish(tiny_corpus, tmp_path, capsys):
+    grid = write_grid(tmp_path / "grid.yaml", name="fails", profile="demo", methods=["smile-svm"],
+                      set={"cache_dir": str(tmp_path / "cache")},
+                      grid={"train.smile_sets": ["eGeMAPSv02", "NoSuchSet"]}, folds=1)
+    status = ser(["sweep", "--grid", str(grid), "--manifest", str(tiny_corpus), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert status == 1 and "NoSuchSet" in captured.err
+    assert runs.is_finished(runs.fold_dir(tmp_path / "out" / "smile-svm/train.smile_sets=eGeMAPSv02/seed-0", "S1F"))
+
+
+@pytest.mark.slow
+def test_notebook_06_renders_the_sweep(sweep, tmp_path):
+    executed = tmp_path / "06.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "06_reproducing_tables.ipynb"), str(executed),
+                               kernel_name="python3", parameters={"sweep_dir": str(sweep["dir"])},
+                               cwd=str(ROOT / "notebooks"), progress_bar=False)
+    outputs = [o for cell in json.loads(executed.read_text())["cells"] for o in cell.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    text = "".join(o.get("data", {}).get("text/markdown", "") if isinstance(o.get("data", {}).get("text/markdown"), str)
+                   else "".join(o.get("data", {}).get("text/markdown", [])) for o in outputs)
+    assert "Paired differences vs soft-static" in text
