@@ -39,8 +39,8 @@ def conda_pip_pins() -> dict[str, str]:
     for line in pip_section:
         if line.startswith("-"):
             continue
-        name, _, version = line.partition("==")
-        pins[normalise(name)] = version
+        requirement = Requirement(line)  # e.g. ray[tune]==2.60.0: the package is ray
+        pins[normalise(requirement.name)] = str(requirement.specifier).removeprefix("==")
     return pins
 
 
