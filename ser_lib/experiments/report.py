@@ -116,7 +116,7 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
     grid = state["grid"]
     summary = {"grid": grid["name"], "description": grid.get("description", ""), "sweep": str(sweep_dir),
                "methods": summarize(frame),
-               "paired": {f"vs {r}": paired_against(frame, r) for r in REFERENCES if (frame["method"] == r).any()},
+               "paired": {f"vs {r}": paired_against(frame, r) for r in _references(frame)},
                "expected_folds": len(state.get("speakers", [])), "note": DEPENDENCE_NOTE}
     summary["paired"] = {k: v for k, v in summary["paired"].items() if v}
     paths = _write_figures(sweep_dir, frame, summary, grid)
@@ -129,6 +129,12 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
         for path in [p for p in paths if p.suffix == ".png"]:
             shutil.copyfile(path, Path(figures_dir) / path.name)
     return Report(summary, markdown, paths)
+
+
+def _references(frame: pd.DataFrame) -> list[str]:
+    """`paper` and `soft-static` when the sweep has them, else its first method."""
+    present = [r for r in REFERENCES if (frame["method"] == r).any()]
+    return present or [frame["method"].iloc[0]]
 
 
 # ----------------------------------------------------------------------------- Markdown

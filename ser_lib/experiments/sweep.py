@@ -70,6 +70,7 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path,
     if progress:
         print(f"sweep {grid.name}: {len(grid.runs())} runs x {len(speakers)} folds = {outcome.trials} trials, "
               f"{finished} finished before, {len(trials)} to train")
+    _write_state(out, grid, manifest_path, speakers, outcome)  # `ser report` can read a sweep still running
     if trials:
         outcome.trained, outcome.failed = _tune(trials, out, manifest_path, grid, address, concurrency, progress)
     outcome.complete_runs = _summarize_complete(out, grid.runs(), speakers)
