@@ -152,8 +152,10 @@ def cmd_synth(args, config: Config) -> int:
     seed = config.synth.seed if args.seed is None else args.seed
     size = args.size or config.synth.size
     started = time.perf_counter()
-    manifest_path = synthesize_corpus(args.out, seed=seed, size=size, progress=True)
-    print(f"wrote {manifest_path} ({size}, seed {seed}) in {time.perf_counter() - started:.1f} s")
+    temperature = config.synth.annotator_temperature
+    manifest_path = synthesize_corpus(args.out, seed=seed, size=size, progress=True, annotator_temperature=temperature)
+    print(f"wrote {manifest_path} ({size}, seed {seed}, annotator temperature up to {temperature:g}) "
+          f"in {time.perf_counter() - started:.1f} s")
     return 0
 
 

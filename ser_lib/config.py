@@ -199,8 +199,15 @@ class SynthConfig:
     seed: int = 0
     # Processes rendering audio; the corpus is byte-identical for any number.
     workers: int = 2
+    # Annotator noise, the testbed's knob: each annotator perceives true^(1/T) (flattened) with T
+    # drawn uniformly from [1, annotator_temperature]. Higher values give noisier votes, more
+    # ambiguous utterances and observed soft labels further from the truth; 1.5 is the default
+    # corpus (39% ambiguous), 1.0 annotators who perceive the truth itself.
+    annotator_temperature: float = 1.5
 
     def validate(self) -> None:
+        if not self.annotator_temperature >= 1.0:
+            raise ConfigError(f"synth.annotator_temperature must be >= 1, got {self.annotator_temperature}")
         if self.size not in ("small", "medium", "large"):
             raise ConfigError(f"synth.size must be small, medium or large, got {self.size!r}")
         if self.workers < 1:

@@ -249,3 +249,25 @@ def test_espeak_errors_name_the_bad_value(monkeypatch):
     monkeypatch.setattr(espeak, "_paths", lambda: ("/nonexistent/libespeak-ng.so", "/nonexistent/data"))
     with pytest.raises(SerError, match="/nonexistent/libespeak-ng.so"):
         espeak.synthesize(TEXT)
+
+
+def test_annotator_temperature_is_the_noise_knob():
+    """Noisier annotators: more ambiguous utterances, observed soft labels further from the truth;
+    the default (1.5) is the corpus every other test and the demo use."""
+    from ser_lib.analysis.divergence import js_divergence
+
+    classes = ["anger", "happiness", "sadness", "neutral"]
+    shares, distances = [], []
+    for temperature in (1.0, 2.0, 4.0):
+        parted = partition(synth.manifest_frame(synth.plan_corpus(0, "small", annotator_temperature=temperature)))
+        ambiguous = parted[parted["subset"] == "ambiguous"]
+        shares.append(len(ambiguous) / len(parted))
+        distances.append(js_divergence(ambiguous[[f"soft_{c}" for c in classes]].to_numpy(),
+                                       ambiguous[[f"true_{c}" for c in classes]].to_numpy()).mean())
+    assert shares == sorted(shares) and shares[-1] > shares[0] + 0.1
+    assert distances == sorted(distances) and distances[-1] > 2 * distances[0]
+    default = synth.manifest_frame(synth.plan_corpus(0, "small"))
+    explicit = synth.manifest_frame(synth.plan_corpus(0, "small", annotator_temperature=1.5))
+    assert default.equals(explicit)
+    with pytest.raises(ConfigError, match="annotator_temperature"):
+        synth.plan_corpus(0, "small", annotator_temperature=0.5)

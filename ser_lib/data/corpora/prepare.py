@@ -15,7 +15,8 @@ MANIFEST_NAME = "manifest.csv"
 
 
 def prepare_corpus(corpus: str, data_dir: str | Path, root: str | Path | None = None,
-                   size: str = "small", seed: int = 0, progress: bool = True) -> Path:
+                   size: str = "small", seed: int = 0, progress: bool = True,
+                   annotator_temperature: float = 1.5) -> Path:
     """Return the manifest path of `corpus`, building it on first use."""
     data_dir = Path(data_dir)
     manifest = data_dir / MANIFEST_NAME
@@ -23,7 +24,8 @@ def prepare_corpus(corpus: str, data_dir: str | Path, root: str | Path | None = 
         if not manifest.exists():
             from .synth import synthesize_corpus
 
-            synthesize_corpus(data_dir, seed=seed, size=size, progress=progress)
+            synthesize_corpus(data_dir, seed=seed, size=size, progress=progress,
+                              annotator_temperature=annotator_temperature)
         return manifest
     if corpus == "emodb":
         if root is None:

@@ -193,11 +193,15 @@ def plan_corpus(
     seed: int = SynthConfig.seed,
     size: str = SynthConfig.size,
     per_speaker: int | None = None,
+    annotator_temperature: float = SynthConfig.annotator_temperature,
 ) -> list[Utterance]:
     """Draw labels, texts and prosody of every utterance, without audio.
 
-    `per_speaker` overrides the size's number of utterances per speaker (quick looks, tests).
+    `per_speaker` overrides the size's number of utterances per speaker (quick looks, tests);
+    `annotator_temperature` is the upper end of the annotators' temperatures (`SynthConfig`).
     """
+    if not annotator_temperature >= 1.0:
+        raise ConfigError(f"synth.annotator_temperature must be >= 1, got {annotator_temperature}")
     classes = _classes()
     if per_speaker is None:
         if size not in UTTERANCES_PER_SPEAKER:
@@ -208,7 +212,7 @@ def plan_corpus(
     utterances = []
     for session_ix in range(SESSIONS):
         session = f"Ses{session_ix + 1:02d}"
-        pool = _annotator_pool(seed, session_ix, len(classes))
+        pool = _annotator_pool(seed, session_ix, len(classes), annotator_temperature)
         for gender_ix, gender in enumerate("FM"):
             speaker_ix = 2 * session_ix + gender_ix
             speaker = session + gender
@@ -255,12 +259,12 @@ def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, index])
 
 
-def _annotator_pool(seed: int, session_ix: int, num_classes: int) -> list[Annotator]:
+def _annotator_pool(seed: int, session_ix: int, num_classes: int, max_temperature: float) -> list[Annotator]:
     rng = _rng(seed, _SESSION, session_ix)
     return [
         Annotator(
             bias=np.exp(rng.normal(0.0, 0.15, num_classes)),
-            temperature=float(rng.uniform(1.0, 1.5)),
+            temperature=float(rng.uniform(1.0, max_temperature)),
             other_rate=float(rng.uniform(0.01, 0.04)),
         )
         for _ in range(ANNOTATORS_PER_SESSION)
@@ -485,6 +489,7 @@ def synthesize_corpus(
     *,
     workers: int = SynthConfig.workers,
     per_speaker: int | None = None,
+    annotator_temperature: float = SynthConfig.annotator_temperature,
 ) -> Path:
     """Generate the corpus in `out_dir` (WAVs under ``wav/``) and return its manifest path.
 
@@ -498,7 +503,7 @@ def synthesize_corpus(
     if workers < 1:
         raise ConfigError(f"synth workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
-    utterances = plan_corpus(seed, size, per_speaker)
+    utterances = plan_corpus(seed, size, per_speaker, annotator_temperature)
     sample_rate = DataConfig().sample_rate
     manifest_path = out_dir / "manifest.csv"
     out_dir.mkdir(parents=True, exist_ok=True)
