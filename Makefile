@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv lock clean
+.PHONY: demo test lab venv lock clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# JupyterLab on the notebooks, with the project's kernel registered in .venv ("Python (ser-workbench)").
+# On a shared server: make lab LAB_ARGS="--ip=0.0.0.0 --port=8888" (JupyterLab prints the URL with its token).
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name ser-workbench --display-name "Python (ser-workbench)" >/dev/null
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then update environment.yml).
 lock:

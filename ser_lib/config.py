@@ -360,6 +360,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     seed: int = 0
+    # The feature cache; a relative path is under the project root (`files.project_path`), so the
+    # CLI, the demo and the notebooks share one.
     cache_dir: str = "data/cache"
 
     def validate(self) -> "Config":

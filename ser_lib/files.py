@@ -18,6 +18,20 @@ from typing import IO, Any, Iterator, Mapping
 import numpy as np
 
 
+def project_root() -> Path:
+    """The checkout that holds `ser_lib` (the folder with its pyproject.toml); for an installed,
+    non-editable package, the working directory."""
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "pyproject.toml").exists() else Path.cwd()
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """A configured path: absolute as given, relative to the project root otherwise, so the CLI,
+    the demo and notebooks (whose working directory is notebooks/) find the same folder."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
     """Open a temporary file for writing; on success move it to `path`."""

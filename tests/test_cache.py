@@ -222,3 +222,13 @@ def test_data_config_fields_are_in_the_segment_key(tmp_path, source):
     chunks = dataclasses.replace(DataConfig(), segmentation="chunks")
     segments = utterance_inputs(source, chunks, FeatureConfig(), cache=cache)
     assert cache.hits == 0 and [s.num_valid_samples for s in segments] == [112000, 48000]
+
+
+def test_a_relative_cache_dir_is_under_the_project_root_whatever_the_working_directory(tmp_path, monkeypatch):
+    from ser_lib.data.cache import FeatureCache
+    from ser_lib.files import project_root
+
+    monkeypatch.chdir(tmp_path)
+    assert FeatureCache("data/cache").root == project_root() / "data" / "cache"
+    assert (project_root() / "pyproject.toml").exists()
+    assert FeatureCache(tmp_path / "elsewhere").root == tmp_path / "elsewhere"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import AudioError
-from ..files import atomic_write
+from ..files import atomic_write, project_path
 
 # Bump when the layout or meaning of stored artefacts changes: old entries then miss.
 CACHE_FORMAT_VERSION = 1
@@ -65,7 +65,7 @@ class FeatureCache:
     """Content-addressed store; `hits`, `misses` and `corrupt` count what happened."""
 
     def __init__(self, cache_dir: str | Path):
-        self.root = Path(cache_dir)
+        self.root = project_path(cache_dir)  # one cache per project, whatever the working directory
         self.hits = 0
         self.misses = 0
         self.corrupt = 0

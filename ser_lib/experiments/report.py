@@ -65,6 +65,7 @@ def collect(sweep_dir: str | Path) -> tuple[dict, pd.DataFrame]:
                    "seed": run["seed"], "speaker": record["speaker"], **run["point"]}
             row.update({key: record.get(key) for key, _ in METRICS})
             row.update({name: record.get(key) for key, name in JS_COLUMNS})
+            row["train_seconds"] = record.get("train_seconds")
             rows.append(row)
     if not rows:
         raise SerError(f"{sweep_dir}: no finished folds yet; `ser sweep --resume` trains them")
@@ -84,8 +85,8 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict]:
             stat = aggregate(values)
             entry[key], entry[f"{key}_std"] = stat["mean"], stat["std"]
             entry[f"{key}_ci"] = list(stat["ci95"]) if stat["n"] >= 3 else None
-        for _, name in JS_COLUMNS:
-            values = group[name].dropna()
+        for _, name in JS_COLUMNS + (("train_seconds", "seconds_per_fold"),):
+            values = group[name if name != "seconds_per_fold" else "train_seconds"].dropna()
             if len(values):
                 entry[name] = float(values.mean())
         summary[label] = entry

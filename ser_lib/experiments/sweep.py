@@ -27,7 +27,7 @@ from ..analysis import runs
 from ..config import config_from_dict
 from ..data.labels import load_partition
 from ..errors import SerError
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text, project_path
 from ..train.folds import speakers_of
 from .grid import Grid, Run, load_grid
 
@@ -59,7 +59,7 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path,
     trials, finished = [], 0
     for run in grid.runs():
         config = grid.config(run)
-        config.cache_dir = str(_absolute(config.cache_dir))
+        config.cache_dir = str(project_path(config.cache_dir))
         runs.record_config(out / run.name, config, resume=True)  # refuses a run started with other settings
         for speaker in speakers:
             if runs.is_finished(runs.fold_dir(out / run.name, speaker)):
@@ -222,6 +222,3 @@ def _write_state(out: Path, grid: Grid, manifest_path: Path, speakers: list[str]
                  "wall_seconds": round(outcome.wall_seconds, 1), "complete_runs": len(outcome.complete_runs)},
     })
 
-
-def _absolute(path: str) -> Path:
-    return Path(path).expanduser().resolve()
