@@ -317,9 +317,12 @@ def _parse_seconds(text: str, option: str) -> list[float]:
 
 def _results_line(results: dict, out: Path) -> str:
     optimistic = " (optimistic: validated on the test speaker)" if results.get("optimistic") else ""
-    return (f"WA {results['wa']:.2f}% (95% CI {results['wa_ci'][0]:.2f}-{results['wa_ci'][1]:.2f}), "
-            f"UA {results['ua']:.2f}% (95% CI {results['ua_ci'][0]:.2f}-{results['ua_ci'][1]:.2f}) over "
-            f"{len(results['folds'])} fold(s){optimistic}; results in {out}")
+    cells = []
+    for key in ("wa", "ua"):
+        ci = results.get(f"{key}_ci")
+        interval = f"95% CI {ci[0]:.2f}-{ci[1]:.2f}" if ci else "no CI from < 3 folds"
+        cells.append(f"{key.upper()} {results[key]:.2f}% ({interval})")
+    return f"{', '.join(cells)} over {len(results['folds'])} fold(s){optimistic}; results in {out}"
 
 
 def _print_summary(summary, out: Path) -> None:

@@ -42,9 +42,10 @@ def test_write_results_files_and_keys(tmp_path):
     loaded = load_results(out)
     assert loaded == results == json.loads((out / "results.json").read_text())
     assert loaded["wa"] == pytest.approx(87.5) and loaded["ua"] == pytest.approx(87.5)
-    assert len(loaded["wa_ci"]) == 2 and loaded["wa_ci"][0] < 87.5 < loaded["wa_ci"][1]
-    assert loaded["ua_ci"][1] > loaded["ua_ci"][0]
-    assert loaded["js_ambiguous_test"] == pytest.approx(0.15) and len(loaded["js_ambiguous_test_ci"]) == 2
+    # Two folds: no interval is reported (it would be tens of points wide and run past 100).
+    assert loaded["wa_ci"] is None and loaded["ua_ci"] is None and loaded["js_ambiguous_test_ci"] is None
+    assert "No confidence interval: 2 fold(s)" in (out / "results.md").read_text()
+    assert loaded["js_ambiguous_test"] == pytest.approx(0.15)
     assert loaded["validation"] == "session" and loaded["optimistic"] is False
     assert [f["speaker"] for f in loaded["folds"]] == ["s1", "s2"]
     assert loaded["folds"][1]["wa"] == 75.0 and loaded["folds"][1]["validation_speakers"] == ["s3"]
@@ -76,7 +77,7 @@ def test_comparison_is_paired_on_the_same_folds(tmp_path):
     a = run(tmp_path, "a", [list(CLASSES), ["anger", "anger", "sadness", "neutral"]])
     b = run(tmp_path, "b", [["anger"] * 4, ["anger", "anger", "sadness", "neutral"]])
     table = format_comparison(a, b, ("with correction", "no correction (α=0)"))
-    assert "| WA (%) | 87.50 ± 17.68 | 50.00 ± 35.36 | +37.50 [" in table
+    assert "| WA (%) | 87.50 ± 17.68 | 50.00 ± 35.36 | +37.50 (no CI: < 3 folds) |" in table
     assert "paired 95% CI" in table and "2 folds, same test speakers" in table
     other = dict(b, folds=[dict(f, speaker=f["speaker"] + "x") for f in b["folds"]])
     assert "different folds" in format_comparison(a, other, ("a", "b"))
@@ -115,3 +116,13 @@ def test_figures_render(tmp_path):
     assert len(ax.collections) == 4
     save_figure(ax.figure, tmp_path / "tsne.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "curves.svg", "drift.png", "tsne.png"]
+
+
+def test_intervals_from_three_folds_are_clipped_to_the_range():
+    from ser_lib.analysis.metrics import aggregate, reportable_interval
+
+    stat = aggregate([100.0, 100.0, 80.0])
+    assert stat["ci95"][1] > 100  # the raw t-interval runs past the range
+    assert reportable_interval(stat) == [pytest.approx(stat["ci95"][0]), 100.0]
+    assert reportable_interval(aggregate([0.01, 0.02, 0.3]), (0.0, 1.0))[0] == 0.0
+    assert reportable_interval(aggregate([50.0, 60.0])) is None

@@ -18,7 +18,7 @@ Conventions, used everywhere in the workbench:
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -154,7 +154,19 @@ def aggregate_folds(fold_results: list[dict], keys: Sequence[str] = SUMMARY_KEYS
     return summary
 
 
-MIN_PAIRS_FOR_CI = 3
+MIN_PAIRS_FOR_CI = 3  # also the fewest folds (or runs) a reported interval needs
+PERCENT_RANGE, JS_RANGE = (0.0, 100.0), (0.0, 1.0)
+
+
+def reportable_interval(stat: Mapping | None, bounds: tuple[float, float] = PERCENT_RANGE) -> list[float] | None:
+    """The 95% interval of an `aggregate` result as it may be shown: None from fewer than
+    `MIN_PAIRS_FOR_CI` values (two folds give intervals such as WA [-3, 148] that say nothing),
+    and clipped to the quantity's range, e.g. [0, 100] for percentages and [0, 1] for JS
+    divergences in bits (the t-interval is symmetric and ignores the bounds)."""
+    if not stat or stat.get("n", 0) < MIN_PAIRS_FOR_CI:
+        return None
+    low, high = stat["ci95"]
+    return [max(low, bounds[0]), min(high, bounds[1])]
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> dict:

@@ -25,7 +25,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..files import atomic_write_json, atomic_write_text, jsonable
 from ..train.folds import Fold
-from .metrics import JS_KEYS, aggregate, aggregate_folds
+from .metrics import JS_KEYS, JS_RANGE, MIN_PAIRS_FOR_CI, PERCENT_RANGE, aggregate_folds, paired_difference, reportable_interval
 from .runs import PREDICTIONS_CSV, RESULTS_JSON, RESULTS_MD
 
 FORMAT = "ser_lib.results"
@@ -106,7 +106,8 @@ def _results_document(summary: Mapping[str, Any], fold_results: list[dict], conf
         if key in summary:
             value = summary[key]
             if isinstance(value, Mapping):
-                results |= {key: value["mean"], f"{key}_std": value.get("std"), f"{key}_ci": list(value["ci95"])}
+                results |= {key: value["mean"], f"{key}_std": value.get("std"),
+                            f"{key}_ci": reportable_interval(value, _bounds(key))}
             else:
                 results[key] = value
     results["summary"] = {k: v for k, v in summary.items() if isinstance(v, Mapping)}
@@ -132,13 +133,17 @@ def format_markdown(results: Mapping[str, Any]) -> str:
              *[_number(fold.get(key)) for key, _ in TABLE_METRICS]] for fold in results["folds"]]
     summary = results["summary"]
     rows.append(["**mean ± std**", "", *[_mean_std(summary.get(key)) for key, _ in TABLE_METRICS]])
-    rows.append(["**95% CI**", "", *[_interval(summary.get(key)) for key, _ in TABLE_METRICS]])
+    rows.append(["**95% CI**", "", *[_interval(summary.get(key), _bounds(key)) for key, _ in TABLE_METRICS]])
     lines = [f"# Leave-one-speaker-out results ({results['n_folds']} folds)", "",
              f"Validation: `{results['validation']}`.", ""]
     if results["optimistic"]:
         lines += [f"> {OPTIMISTIC_NOTE}", ""]
     lines += _table(header, rows)
-    js_rows = [[key, _mean_std(summary[key]), _interval(summary[key]), str(summary[key]["n"])]
+    if results["n_folds"] < MIN_PAIRS_FOR_CI:
+        lines += ["", f"No confidence interval: {results['n_folds']} fold(s) are too few for one to mean anything."]
+    else:
+        lines += ["", "95% Student-t intervals over folds, clipped to each quantity's range."]
+    js_rows = [[key, _mean_std(summary[key]), _interval(summary[key], JS_RANGE), str(summary[key]["n"])]
                for key in JS_KEYS if key in summary]
     if js_rows:
         lines += ["", "JS divergence (bits, 0-1; lower is closer):", ""]
@@ -162,8 +167,10 @@ def format_comparison(results_a: Mapping[str, Any], results_b: Mapping[str, Any]
         cell_a, cell_b = _mean_std(results_a["summary"].get(key)), _mean_std(results_b["summary"].get(key))
         if paired:
             by_b = {f["speaker"]: f[key] for f in results_b["folds"]}
-            delta = aggregate(f[key] - by_b[f["speaker"]] for f in results_a["folds"])
-            diff = f"{delta['mean']:+.2f} [{delta['ci95'][0]:+.2f}, {delta['ci95'][1]:+.2f}]"
+            delta = paired_difference([f[key] for f in results_a["folds"]],
+                                      [by_b[f["speaker"]] for f in results_a["folds"]])
+            interval = f" [{delta['ci95'][0]:+.2f}, {delta['ci95'][1]:+.2f}]" if delta["ci95"] else " (no CI: < 3 folds)"
+            diff = f"{delta['delta']:+.2f}{interval}"
         else:
             diff = f"{results_a[key] - results_b[key]:+.2f}"
         rows.append([title, cell_a, cell_b, diff])
@@ -207,5 +214,12 @@ def _mean_std(stat) -> str:
     return "—" if not stat else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
 
 
-def _interval(stat) -> str:
-    return "—" if not stat else f"[{stat['ci95'][0]:.2f}, {stat['ci95'][1]:.2f}]"
+def _interval(stat, bounds) -> str:
+    interval = reportable_interval(stat, bounds)
+    if interval is None:
+        return "—" if not stat else "n/a (< 3 folds)"
+    return f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _bounds(key: str) -> tuple[float, float]:
+    return JS_RANGE if key.startswith("js_") else PERCENT_RANGE
