@@ -36,15 +36,22 @@ COMPARISON_JSON = "comparison.json"
 BASELINE = "soft-static"
 
 
-def write_run_figures(run_dir: str | Path, figures_dir: str | Path, results: dict, prefix: str = "") -> list[Path]:
+def run_title(run_dir: str | Path, config: Config) -> str:
+    """What a figure shows, in its title: the run folder and its correction setting."""
+    return f"{Path(run_dir).as_posix()} (α={config.loss.alpha:g}, β={config.loss.beta:g})"
+
+
+def write_run_figures(run_dir: str | Path, figures_dir: str | Path, results: dict, config: Config,
+                      prefix: str = "") -> list[Path]:
     """Confusion matrix (Fig. 5) and t-SNE of the fused embeddings (Fig. 6) of a run."""
     classes = results["classes"]
     figures_dir = Path(figures_dir)
     confusion = plot_confusion(np.array(results["confusion"]), classes)
-    confusion.set_title(f"WA {results['wa']:.1f}%  UA {results['ua']:.1f}% over {len(results['folds'])} fold(s)")
+    confusion.set_title(f"{run_title(run_dir, config)}\nWA {results['wa']:.1f}%  UA {results['ua']:.1f}% "
+                        f"over {len(results['folds'])} fold(s)", fontsize="medium")
     paths = [save_figure(confusion.figure, figures_dir / f"{prefix}confusion.png")]
     points, classes_idx = tsne_of_run(run_dir)
-    tsne = plot_tsne(points, classes_idx, classes, title="t-SNE of the test embeddings")
+    tsne = plot_tsne(points, classes_idx, classes, title=f"t-SNE of the test embeddings\n{run_title(run_dir, config)}")
     paths.append(save_figure(tsne.figure, figures_dir / f"{prefix}tsne.png"))
     return paths
 
@@ -84,10 +91,11 @@ def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_
     if "js_corrected_to_true" in corrected:
         print(f"\nJS divergence of the ambiguous training labels to the truth: observed "
               f"{corrected['js_observed_to_true']:.4f}, corrected {corrected['js_corrected_to_true']:.4f} bits")
-    figures = write_run_figures(run_dir, figures_dir, corrected)
-    drift = plot_label_drift({"correction": label_drift_curve(run_dir),
+    figures = write_run_figures(run_dir, figures_dir, corrected, config)
+    drift = plot_label_drift({f"correction (α={config.loss.alpha:g})": label_drift_curve(run_dir),
                               "no correction (α=0)": label_drift_curve(run_dir / BASELINE)})
-    drift.set_title("Ambiguous training labels vs the true distributions")
+    drift.set_title(f"Ambiguous training labels vs the true distributions\n{run_dir.as_posix()}, "
+                    f"β={config.loss.beta:g}, mean over {len(config.eval.folds)} folds", fontsize="medium")
     figures.append(save_figure(drift.figure, figures_dir / "label_drift.png"))
     # `ser predict` without --checkpoint uses the demo's model: the first fold's.
     atomic_write_bytes(run_dir / runs.MODEL, (runs.fold_dirs(run_dir)[0] / runs.MODEL).read_bytes())

@@ -48,7 +48,7 @@ def plot_partition(summary: dict[str, Any], ax: Axes | None = None) -> Axes:
     classes = summary["classes"]
     speakers = list(summary["by_speaker"])
     if ax is None:
-        ax = new_axes(figsize=(max(6, 0.6 * len(speakers) + 2), 4))
+        ax = new_axes(figsize=(max(7, 0.6 * len(speakers) + 3.5), 4))
     bottom = np.zeros(len(speakers))
     for name in classes:
         counts = np.array([summary["by_speaker"][s]["clear_per_class"][name] for s in speakers])
@@ -62,7 +62,7 @@ def plot_partition(summary: dict[str, Any], ax: Axes | None = None) -> Axes:
     ax.set_title(f"Clear / ambiguous partition ({summary['total']} utterances, "
                  f"{100 * summary['ambiguous_fraction']:.1f}% ambiguous)")
     ax.tick_params(axis="x", rotation=45)
-    ax.legend(fontsize="small", ncol=2)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, not over them
     return ax
 
 
@@ -145,7 +145,7 @@ def plot_label_drift(runs: dict[str, list[tuple[float, float]]], ax: Axes | None
                      ylabel: str = "mean JS divergence to the true label (bits)") -> Axes:
     """One line per run (name -> [(epoch, value), ...]): how far labels are from the truth over epochs."""
     if ax is None:
-        ax = new_axes(figsize=(6, 3.5))
+        ax = new_axes(figsize=(7.5, 3.5))
     for name, points in runs.items():
         epochs, values = zip(*sorted(points)) if points else ((), ())
         ax.plot(epochs, values, marker="o", markersize=3, label=name)
@@ -153,8 +153,9 @@ def plot_label_drift(runs: dict[str, list[tuple[float, float]]], ax: Axes | None
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
+    ax.margins(y=0.15)  # no line along the top edge
     if runs:
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -168,13 +169,13 @@ def plot_tsne(embedding_2d, labels, classes, ax: Axes | None = None, title: str 
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
         raise ValueError(f"need [N, 2] points and N labels, got {points.shape} and {labels.shape}")
     if ax is None:
-        ax = new_axes(figsize=(5, 5))
+        ax = new_axes(figsize=(6.5, 5))
     for k, name in enumerate(classes):
         chosen = labels == (k if np.issubdtype(labels.dtype, np.integer) else name)
         ax.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, label=f"{name} ({int(chosen.sum())})")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(fontsize="small", markerscale=1.5)
+    ax.legend(fontsize="small", markerscale=1.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title)
     return ax
