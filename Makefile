@@ -23,10 +23,12 @@ test: $(STAMP)
 
 # JupyterLab on the notebooks, with the project's kernel registered in .venv ("Python (ser-workbench)").
 # On a shared server: make lab LAB_ARGS="--ip=0.0.0.0 --port=8888" (JupyterLab prints the URL with its token).
+# As root (containers, CI machines) JupyterLab needs --allow-root.
 LAB_ARGS ?=
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name ser-workbench --display-name "Python (ser-workbench)" >/dev/null
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_ARG) $(LAB_ARGS)
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then update environment.yml).
 lock:
