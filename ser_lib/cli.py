@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     report.set_defaults(handler=cmd_report, profile="paper", config=None, set=[])
 
+    dashboard = commands.add_parser("dashboard", help="serve a run's results and label-drift explorer (Voilà)")
+    dashboard.add_argument("run", type=Path, help="a run folder (e.g. runs/demo) or a folder of runs (a sweep)")
+    dashboard.add_argument("--manifest", type=Path, help="the corpus manifest, for audio in the explorer")
+    dashboard.add_argument("--port", type=int, default=8866)
+    dashboard.add_argument("--ip", default="127.0.0.1", help="address to bind (default: this machine only)")
+    dashboard.add_argument("--open", action="store_true", help="open a browser")
+    dashboard.set_defaults(handler=cmd_dashboard, profile="paper", config=None, set=[])
+
     bench = commands.add_parser("bench", parents=[common],
                                 help="inference cost like the paper's Table VI; training throughput")
     bench.add_argument("--encoder", help="tiny, base, a Hugging Face name or a folder (default: model.encoder)")
@@ -269,6 +277,12 @@ def cmd_report(args, config: Config) -> int:
         print(report.markdown)
         print(f"\nwrote {', '.join(str(p) for p in report.paths)}")
     return 0
+
+
+def cmd_dashboard(args, config: Config) -> int:
+    from .analysis.dashboard import serve
+
+    return serve(args.run, args.manifest, port=args.port, ip=args.ip, open_browser=args.open)
 
 
 def cmd_bench(args, config: Config) -> int:

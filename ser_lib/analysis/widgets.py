@@ -265,6 +265,11 @@ class LabelDriftExplorer:
                                      and self._on_user(self.select, change["new"]), names="value")
         self.epoch_slider.observe(lambda change: self._on_user(self._snap_epoch, change["new"]), names="value")
 
+        # CSS classes name the controls for browser tests and custom styling.
+        for control, name in ((self.fold_dropdown, "fold"), (self.sample_dropdown, "sample"),
+                              (self.epoch_slider, "epoch"), (self.bars_output, "bars"),
+                              (self.spectrogram_output, "spectrogram"), (self.class_dropdown, "class")):
+            control.add_class(f"ser-explorer-{name}")
         self._widget = widgets.VBox([
             widgets.HBox([self.fold_dropdown, self.class_dropdown, self.subset_dropdown]),
             widgets.HBox([self.drift_slider, self.order_toggle]),
@@ -338,7 +343,7 @@ class LabelDriftExplorer:
         self.info.value = " · ".join(parts)
 
     def _render_bars(self) -> None:
-        _show_figure(self.bars_output, self.bar_figure())
+        show_figure(self.bars_output, self.bar_figure())
 
     def _render_audio(self) -> None:
         self._audio_sample = self._sample
@@ -349,7 +354,7 @@ class LabelDriftExplorer:
             return
         try:
             self.audio.value = self.wav_bytes()
-            _show_figure(self.spectrogram_output, self.spectrogram_figure())
+            show_figure(self.spectrogram_output, self.spectrogram_figure())
         except SerError as exc:  # shown where the audio would be, not lost in a callback
             self.audio.value = b""
             self.audio_error = str(exc)
@@ -366,8 +371,11 @@ class LabelDriftExplorer:
         return sorted({s for table in self._tables.values() for s in table["subset"] if s})
 
 
-def _show_figure(output: widgets.Output, figure: Figure) -> None:
-    """Replace an Output's content with a PNG of `figure` (works without a kernel)."""
+def show_figure(output: widgets.Output, figure: Figure | None) -> None:
+    """Replace an Output's content with a PNG of `figure` (works without a kernel); None clears it."""
+    if figure is None:
+        output.outputs = ()
+        return
     png = plots.png_bytes(figure, dpi=DPI)
     output.outputs = ({"output_type": "display_data", "metadata": {},
                        "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<Figure>"}},)
