@@ -1,14 +1,16 @@
-"""The dashboard in a real browser: Playwright drives Debian's Chromium.
+"""The dashboard and notebook 04 in a real browser: Playwright drives Debian's Chromium.
 
 `ser dashboard` serves a tiny two-fold run (and its no-correction twin, so the run picker has a
 choice); the test changes the run, the fold of the learning curves, and in the label-drift
 explorer the fold, the sample and the epoch, and checks each time that the figure it drives
-changed and is not blank. Playwright's own browser download cannot work offline: the test uses
+changed and is not blank. The same explorer is then driven in JupyterLab, in notebook 04 run
+with "Run All Cells" on the same runs. Playwright's own browser download cannot work offline: the test uses
 /usr/lib/chromium/chromium (`apt-get install chromium`; `.ci/run` installs it). Without it the
 test is skipped locally and fails when CI=true."""
 
 import base64
 import io
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ROOT
 from ser_lib.config import load_config
 from ser_lib.method.presets import apply_preset
 from ser_lib.train.loso import run_loso
@@ -42,33 +45,45 @@ def chromium():
         browser.close()
 
 
+def quick_overrides(root: Path) -> dict:
+    return {"train.batch_size": 4, "train.stage1_max_epochs": 1, "train.max_epochs": 3, "train.patience": 10,
+            "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8,
+            "cache_dir": str(root / "cache")}
+
+
 @pytest.fixture(scope="module")
 def run_folder(tiny_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    quick = {"train.batch_size": 4, "train.stage1_max_epochs": 1, "train.max_epochs": 3, "train.patience": 10,
-             "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8,
-             "cache_dir": str(root / "cache"), "eval.folds": "S1F,S2M"}
-    config = load_config("demo", overrides=quick)
+    config = load_config("demo", overrides={**quick_overrides(root), "eval.folds": "S1F,S1M"})
     run_loso(config, tiny_corpus, root / "demo" / "paper", progress=False)
     run_loso(apply_preset(config, "soft-static"), tiny_corpus, root / "demo" / "soft-static", progress=False)
     return root / "demo"
 
 
-@pytest.fixture(scope="module")
-def dashboard_url(run_folder, tiny_corpus):
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {timeout_s:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(run_folder, tiny_corpus):
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "ser_lib.cli", "dashboard", str(run_folder), "--port", str(port),
                                "--manifest", str(tiny_corpus)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first_line = server.stdout.readline()
     assert f"http://127.0.0.1:{port}/" in first_line, first_line
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the URL is printed before Voilà listens
-        with socket.socket() as client:
-            if client.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
+    wait_for_port(port)  # the URL is printed before Voilà listens
     yield f"http://127.0.0.1:{port}/"
     server.terminate()
     server.wait(timeout=30)
@@ -111,29 +126,81 @@ def test_dashboard_controls_redraw_their_figures(chromium, dashboard_url):
     assert_not_blank(confusion)
     assert_not_blank(curves)
 
-    page.locator(".ser-dashboard-fold select").select_option("S2M")  # learning curves of the other fold
+    page.locator(".ser-dashboard-fold select").select_option("S1M")  # learning curves of the other fold
     curves = changed(page, ".ser-dashboard-curves", curves)
 
     page.locator(".ser-dashboard-run select").select_option(label="soft-static")  # the other run
     confusion = changed(page, ".ser-dashboard-confusion", confusion)
 
     page.get_by_text("label drift", exact=True).click()
+    drive_explorer(page)
+    print(f"dashboard: {time.monotonic() - started:.1f} s in the page")
+
+
+def drive_explorer(page) -> None:
+    """Sample, epoch (typed) and fold of the label-drift explorer, each redrawing its figures."""
     bars = png_of(page, ".ser-explorer-bars")
     assert_not_blank(bars)
     spectrogram = png_of(page, ".ser-explorer-spectrogram")
     assert_not_blank(spectrogram)
-
     sample = page.locator(".ser-explorer-sample select")
-    options = sample.locator("option").all_inner_texts()
-    assert len(options) > 1
+    assert len(sample.locator("option").all_inner_texts()) > 1
     sample.select_option(index=1)  # another sample: its labels and its spectrogram
     bars = changed(page, ".ser-explorer-bars", bars)
     changed(page, ".ser-explorer-spectrogram", spectrogram)
-
-    page.locator(".ser-explorer-epoch .widget-readout").fill("0")  # the first epoch, typed
-    page.locator(".ser-explorer-epoch .widget-readout").press("Enter")
+    readout = page.locator(".ser-explorer-epoch .widget-readout")
+    readout.fill("0")  # the first epoch, typed
+    readout.press("Enter")
     bars = changed(page, ".ser-explorer-bars", bars)
-
-    page.locator(".ser-explorer-fold select").select_option("S2M")  # the other fold's label store
+    page.locator(".ser-explorer-fold select").select_option("S1M")  # the other fold's label store
     changed(page, ".ser-explorer-bars", bars)
-    print(f"browser test: {time.monotonic() - started:.1f} s in the page")
+
+
+@pytest.fixture(scope="module")
+def lab_url(run_folder, tiny_corpus, tmp_path_factory):
+    """JupyterLab on a folder holding notebook 04 with its parameters set to the tiny runs."""
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    lab_dir = tmp_path_factory.mktemp("lab")
+    notebook = load_notebook_node(str(ROOT / "notebooks" / "04_label_drift.ipynb"))
+    parameters = {"corpus": str(tiny_corpus), "runs_dir": str(run_folder), "num_folds": 2,
+                  "overrides": quick_overrides(run_folder.parent)}
+    nbformat.write(parameterize_notebook(notebook, parameters), lab_dir / "04.ipynb")
+    # Lab settings of this test only: every cell rendered (no windowing, so the explorer stays in the
+    # page while later cells run) and no news pop-up over the notebook.
+    settings = lab_dir.parent / f"{lab_dir.name}-settings"
+    for extension, values in {"notebook-extension/tracker": {"windowingMode": "none"},
+                              "apputils-extension/notification": {"fetchNews": "false"}}.items():
+        path = settings / "@jupyterlab" / f"{extension}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    port, token = free_port(), "browser-test"
+    server = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+                               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab_dir}",
+                               *(["--allow-root"] if os.geteuid() == 0 else [])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=lab_dir,
+                              env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)})
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}/lab/tree/04.ipynb?token={token}"
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_notebook_04_explorer_in_jupyterlab(chromium, lab_url, tmp_path):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    started = time.monotonic()
+    page.goto(lab_url, timeout=120_000)
+    page.locator(".jp-Notebook").wait_for(timeout=120_000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)  # the kernel is up
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    try:
+        drive_explorer(page)
+    except Exception:
+        page.screenshot(path=str(tmp_path / "jupyterlab.png"), full_page=True)
+        print(f"screenshot of the failure: {tmp_path / 'jupyterlab.png'}")
+        raise
+    print(f"JupyterLab: {time.monotonic() - started:.1f} s from opening the notebook")
