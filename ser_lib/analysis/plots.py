@@ -190,7 +190,7 @@ def plot_sample_labels(labels: Mapping[str, np.ndarray], classes, history: np.nd
                        epoch: int | None, title: str) -> Figure:
     """One sample's y_s, y_c, y_g and truth as grouped bars (left; see `drift.sample_labels`)
     next to its corrected label over all epochs (right, `history` [E, K]; dashed: y_s)."""
-    figure = Figure(figsize=(9.5, 3.2), layout="constrained")
+    figure = Figure(figsize=(9.5, 3.6), layout="constrained")
     bars_ax, history_ax = figure.subplots(1, 2, width_ratios=(1.1, 1))
     if not labels:
         bars_ax.text(0.5, 0.5, "no sample matches the filter", ha="center", va="center")
@@ -201,15 +201,17 @@ def plot_sample_labels(labels: Mapping[str, np.ndarray], classes, history: np.nd
         bars_ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=name, color=LABEL_COLORS[name])
     bars_ax.set_xticks(x, classes)
     bars_ax.set(ylim=(0, 1), ylabel="probability", title=title)
-    bars_ax.legend(fontsize="small")
+    # Legends under the axes: above the bars or lines they would hide data.
+    bars_ax.legend(fontsize="small", ncol=len(labels), loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     for k, name in enumerate(classes):
         history_ax.plot(epochs, history[:, k], marker="o", markersize=3, color=f"C{k}", label=name)
         history_ax.axhline(labels["observed"][k], color=f"C{k}", lw=0.8, ls="--")
     if epoch is not None:
         history_ax.axvline(epoch, color="k", lw=0.8, ls=":")
-    history_ax.set(ylim=(0, 1), xlabel="epoch", title="corrected label y_c (dashed: y_s)")
+    history_ax.set(ylim=(0, 1), title="corrected label y_c per epoch (dashed: y_s)")
     history_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    history_ax.legend(fontsize="small", ncol=2)
+    history_ax.legend(fontsize="small", ncol=len(classes), loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                      frameon=False)
     return figure
 
 

@@ -249,7 +249,7 @@ class LabelDriftExplorer:
                                                      description="drift JS(y_s, last y_c), bits", readout_format=".3f",
                                                      style=style, layout=widgets.Layout(width="420px"))
         self.order_toggle = widgets.ToggleButtons(options=[("largest drift first", "drift"), ("by id", "id")],
-                                                  value="drift")
+                                                  value="drift", layout=widgets.Layout(margin="0 0 0 32px"))
         self.sample_dropdown = widgets.Dropdown(options=[], description="sample", style=style,
                                                 layout=widgets.Layout(width="520px"))
         self.epoch_slider = widgets.IntSlider(min=0, max=0, description="epoch", continuous_update=False)
