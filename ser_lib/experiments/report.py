@@ -268,10 +268,10 @@ def _plot_paired(rows: dict, reference: str):
             ax.errorbar([delta], [y], xerr=[[delta - low], [high - delta]], fmt="o", color=colour, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(labels)), labels)
-        ax.invert_yaxis()
         ax.set_xlabel(f"Δ{title} (points) {reference}")
         ax.grid(axis="x", alpha=0.3)
-    figure.suptitle(f"Paired differences {reference}: mean and 95% CI (green/red: CI excludes 0)")
+    axes[0].invert_yaxis()  # once: the axes share y; the first row on top, as in the table
+    figure.suptitle(f"Paired differences {reference}: mean and 95% CI (green/red: CI excludes 0; no bar: < 3 pairs)")
     return figure
 
 
