@@ -79,6 +79,7 @@ def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_
     write_partition(parted, figures_dir)
 
     config = with_first_folds(config, parted, num_folds)
+    remove_other_folds(run_dir, config.eval.folds)  # a demo with more folds before must not leak into the figures
     baseline_config = apply_preset(config, BASELINE)
     corrected = run_loso(config, manifest_path, run_dir, progress=progress)
     share_stage1(run_dir, run_dir / BASELINE, config.eval.folds)
@@ -102,6 +103,14 @@ def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_
     print(f"\nwrote {run_dir / runs.RESULTS_JSON}, {run_dir / COMPARISON_JSON} and "
           f"{', '.join(str(p) for p in figures)} in {time.perf_counter() - started:.0f} s")
     return comparison
+
+
+def remove_other_folds(run_dir: Path, speakers) -> None:
+    """Delete the run's fold folders of other test speakers (left by a demo with other folds):
+    the figures read every fold folder of a run."""
+    for fold in Path(run_dir).glob(f"{runs.FOLD_PREFIX}*"):
+        if runs.fold_speaker(fold) not in speakers:
+            shutil.rmtree(fold)
 
 
 def share_stage1(source_run: Path, target_run: Path, speakers) -> None:

@@ -5,7 +5,7 @@ import pytest
 
 from ser_lib.analysis import runs
 from ser_lib.config import load_config
-from ser_lib.demo import BASELINE, paired_comparison, share_stage1
+from ser_lib.demo import BASELINE, paired_comparison, remove_other_folds, share_stage1
 from ser_lib.method.presets import apply_preset
 from ser_lib.train.loso import run_loso
 
@@ -43,3 +43,11 @@ def test_paired_comparison_with_two_folds_draws_no_conclusion():
     result = paired_comparison(folds([(80, 80), (70, 70)]), folds([(90, 90), (60, 65)]))
     assert result["delta_ua_ci"] is None and not result["significant"]
     assert "too few" in result["verdict"]
+
+
+def test_a_demo_with_fewer_folds_removes_the_other_fold_folders(tmp_path):
+    for speaker in ("A", "B", "C"):
+        (tmp_path / f"fold-{speaker}").mkdir()
+    (tmp_path / "soft-static").mkdir()
+    remove_other_folds(tmp_path, ("A", "B"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fold-A", "fold-B", "soft-static"]

@@ -152,8 +152,8 @@ def plot_label_drift(runs: dict[str, list[tuple[float, float]]], ax: Axes | None
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
-    ax.margins(y=0.15)  # no line along the top edge
+    highest = max((value for points in runs.values() for _, value in points), default=1.0)
+    ax.set_ylim(0, 1.15 * highest if highest > 0 else 1.0)  # room above the highest line: none runs along the edge
     if runs:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
