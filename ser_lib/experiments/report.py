@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import runs
-from ..analysis.metrics import aggregate, paired_difference
+from ..analysis.metrics import aggregate, paired_difference, reportable_interval
 from ..errors import SerError
 from ..files import atomic_write_json, atomic_write_text
 from ..method.presets import FIG6_PRESETS, PRESETS
@@ -84,7 +84,7 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict]:
             values = group[key].dropna()
             stat = aggregate(values)
             entry[key], entry[f"{key}_std"] = stat["mean"], stat["std"]
-            entry[f"{key}_ci"] = list(stat["ci95"]) if stat["n"] >= 3 else None
+            entry[f"{key}_ci"] = reportable_interval(stat)  # none below 3 runs; clipped to [0, 100]
         for _, name in JS_COLUMNS + (("train_seconds", "seconds_per_fold"),):
             values = group[name if name != "seconds_per_fold" else "train_seconds"].dropna()
             if len(values):
