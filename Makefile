@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab venv lock clean
+.PHONY: demo test lab notebooks venv lock clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,13 @@ ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name ser-workbench --display-name "Python (ser-workbench)" >/dev/null
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_ARG) $(LAB_ARGS)
+
+# Execute every notebook in place on its defaults, so the committed notebooks carry outputs and
+# widget state (browsable without running them); notebooks 03-05 reuse runs/notebooks.
+NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+notebooks: $(STAMP)
+	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
+		../$(PY) -m papermill --log-level WARNING $$nb $$nb || exit 1; done
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then update environment.yml).
 lock:

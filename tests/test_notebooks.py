@@ -1,8 +1,9 @@
 """Every notebook runs headlessly with papermill.
 
-The data notebooks (01, 02) run on the synthetic corpus and on EmoDB when it is beside the
-repository; nbval then re-executes each result and checks that every output not marked
-`nbval-ignore-output` comes out the same: the notebooks are deterministic. The training
+The notebooks are committed executed (`make notebooks`), with outputs and widget state. nbval
+re-runs the committed data notebooks (01, 02, synthetic corpus) and checks that every output not
+marked `nbval-ignore-output` comes out as stored, after `tests/nbval_sanitize.cfg` masks timings;
+on EmoDB (when it is beside the repository) they run with papermill and nbval compares a re-run. The training
 notebooks (03-05) run in sequence on a tiny corpus with quick settings, sharing one runs folder
 as they do for a user: 03 trains the method, 04 reuses it and adds the no-correction run, 05
 reuses both and adds the other two loss settings."""
@@ -18,24 +19,43 @@ from conftest import EMODB_ROOT, ROOT, needs_emodb
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ["01_data_partitioning", "02_feature_visualization"]
-CORPORA = ["synthetic", pytest.param("emodb", marks=needs_emodb)]
+SANITIZER = ROOT / "tests" / "nbval_sanitize.cfg"
+
+
+def nbval(path, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-sanitize-with",
+                           str(SANITIZER), "-p", "no:cacheprovider", "-q", str(path)],
+                          cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("corpus", CORPORA)
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_notebook_executes_and_validates(notebook, corpus, synth_small, tmp_path):
-    data_dir = synth_small.parent if corpus == "synthetic" else tmp_path / "emodb"
-    executed = tmp_path / f"{notebook}-{corpus}.ipynb"
+def test_committed_notebook_reproduces_its_outputs(notebook, tmp_path):
+    path = NOTEBOOK_DIR / f"{notebook}.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    assert any(cell.get("outputs") for cell in cells), f"{path} is committed without outputs: run `make notebooks`"
+    result = nbval(path, tmp_path)
+    assert result.returncode == 0, f"nbval: {path}'s stored outputs differ from a re-run:\n{result.stdout[-6000:]}"
+
+
+def test_every_notebook_is_committed_executed():
+    for path in sorted(NOTEBOOK_DIR.glob("0*.ipynb")):
+        notebook = json.loads(path.read_text())
+        assert any(cell.get("outputs") for cell in notebook["cells"]), f"{path.name}: run `make notebooks`"
+
+
+@needs_emodb
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_data_notebook_on_emodb_executes_and_validates(notebook, tmp_path):
+    executed = tmp_path / f"{notebook}-emodb.ipynb"
     papermill.execute_notebook(
         str(NOTEBOOK_DIR / f"{notebook}.ipynb"), str(executed), kernel_name="python3",
-        parameters={"corpus": corpus, "root": str(EMODB_ROOT), "data_dir": str(data_dir)},
+        parameters={"corpus": "emodb", "root": str(EMODB_ROOT), "data_dir": str(tmp_path / "emodb")},
         cwd=str(NOTEBOOK_DIR), progress_bar=False,
     )
-    nbval = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
-         "-q", str(executed)], cwd=tmp_path, capture_output=True, text=True)
-    assert nbval.returncode == 0, f"nbval found differing outputs in {executed}:\n{nbval.stdout[-6000:]}"
+    result = nbval(executed, tmp_path)
+    assert result.returncode == 0, f"nbval found differing outputs in {executed}:\n{result.stdout[-6000:]}"
 
 
 TRAINING_NOTEBOOKS = ["03_training", "04_label_drift", "05_tsne_analysis"]
