@@ -26,8 +26,11 @@ test: $(STAMP)
 # As root (containers, CI machines) JupyterLab needs --allow-root.
 LAB_ARGS ?=
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# Trusting the project's notebooks lets JupyterLab render their saved widget state (the explorer
+# of notebook 04) before anything runs; an untrusted notebook shows the widgets' text fallback.
 lab: $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name ser-workbench --display-name "Python (ser-workbench)" >/dev/null
+	$(VENV)/bin/jupyter trust notebooks/0*.ipynb >/dev/null
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_ARG) $(LAB_ARGS)
 
 # Execute every notebook in place on its defaults, so the committed notebooks carry outputs and

@@ -137,6 +137,28 @@ def test_dashboard_controls_redraw_their_figures(chromium, dashboard_url):
     print(f"dashboard: {time.monotonic() - started:.1f} s in the page")
 
 
+TOKEN = "browser-test"
+
+
+def start_lab(lab_dir: Path) -> tuple[str, subprocess.Popen]:
+    """JupyterLab on `lab_dir` with this test's own settings: every cell rendered (no windowing, so
+    the explorer stays in the page while later cells run) and no news pop-up over the notebook."""
+    settings = lab_dir.parent / f"{lab_dir.name}-settings"
+    for extension, values in {"notebook-extension/tracker": {"windowingMode": "none"},
+                              "apputils-extension/notification": {"fetchNews": "false"}}.items():
+        path = settings / "@jupyterlab" / f"{extension}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+                               f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={lab_dir}",
+                               *(["--allow-root"] if os.geteuid() == 0 else [])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=lab_dir,
+                              env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)})
+    wait_for_port(port)
+    return f"http://127.0.0.1:{port}", server
+
+
 def drive_explorer(page) -> None:
     """Sample, epoch (typed) and fold of the label-drift explorer, each redrawing its figures."""
     bars = png_of(page, ".ser-explorer-bars")
@@ -168,24 +190,33 @@ def lab_url(run_folder, tiny_corpus, tmp_path_factory):
     parameters = {"corpus": str(tiny_corpus), "runs_dir": str(run_folder), "num_folds": 2,
                   "overrides": quick_overrides(run_folder.parent)}
     nbformat.write(parameterize_notebook(notebook, parameters), lab_dir / "04.ipynb")
-    # Lab settings of this test only: every cell rendered (no windowing, so the explorer stays in the
-    # page while later cells run) and no news pop-up over the notebook.
-    settings = lab_dir.parent / f"{lab_dir.name}-settings"
-    for extension, values in {"notebook-extension/tracker": {"windowingMode": "none"},
-                              "apputils-extension/notification": {"fetchNews": "false"}}.items():
-        path = settings / "@jupyterlab" / f"{extension}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    port, token = free_port(), "browser-test"
-    server = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-                               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab_dir}",
-                               *(["--allow-root"] if os.geteuid() == 0 else [])],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=lab_dir,
-                              env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)})
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}/lab/tree/04.ipynb?token={token}"
+    url, server = start_lab(lab_dir)
+    yield f"{url}/lab/tree/04.ipynb?token={TOKEN}"
     server.terminate()
     server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def committed_lab_url(tmp_path_factory):
+    """JupyterLab on a trusted copy of the committed notebook 04, as `make lab` serves it."""
+    lab_dir = tmp_path_factory.mktemp("committed")
+    notebook = lab_dir / "04.ipynb"
+    notebook.write_bytes((ROOT / "notebooks" / "04_label_drift.ipynb").read_bytes())
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(notebook)], check=True, capture_output=True)
+    url, server = start_lab(lab_dir)
+    yield f"{url}/lab/tree/04.ipynb?token={TOKEN}"
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_committed_notebook_04_shows_its_saved_widgets_without_running(chromium, committed_lab_url):
+    """Widget state survives a reopen: the explorer's figures come from the notebook file alone."""
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(committed_lab_url, timeout=120_000)
+    assert_not_blank(png_of(page, ".ser-explorer-bars"))
+    assert_not_blank(png_of(page, ".ser-explorer-spectrogram"))
+    assert page.get_by_text("model not found").count() == 0
 
 
 @pytest.mark.slow
