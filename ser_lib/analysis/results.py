@@ -138,7 +138,7 @@ def format_markdown(results: Mapping[str, Any]) -> str:
              f"Validation: `{results['validation']}`.", ""]
     if results["optimistic"]:
         lines += [f"> {OPTIMISTIC_NOTE}", ""]
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
     if results["n_folds"] < MIN_PAIRS_FOR_CI:
         lines += ["", f"No confidence interval: {results['n_folds']} fold(s) are too few for one to mean anything."]
     else:
@@ -147,7 +147,7 @@ def format_markdown(results: Mapping[str, Any]) -> str:
                for key in JS_KEYS if key in summary]
     if js_rows:
         lines += ["", "JS divergence (bits, 0-1; lower is closer):", ""]
-        lines += _table(["Metric", "mean ± std", "95% CI", "folds"], js_rows)
+        lines += markdown_table(["Metric", "mean ± std", "95% CI", "folds"], js_rows)
     return "\n".join(lines) + "\n"
 
 
@@ -175,7 +175,7 @@ def format_comparison(results_a: Mapping[str, Any], results_b: Mapping[str, Any]
             diff = f"{results_a[key] - results_b[key]:+.2f}"
         rows.append([title, cell_a, cell_b, diff])
     delta_title = f"Δ ({name_a} − {name_b})" + (", paired 95% CI" if paired else "")
-    lines = _table(["", name_a, name_b, delta_title], rows)
+    lines = markdown_table(["", name_a, name_b, delta_title], rows)
     lines.append("")
     lines.append(f"{len(speakers_a)} folds, same test speakers in both runs." if paired else
                  f"Note: the runs have different folds ({speakers_a} vs {speakers_b}); Δ is a difference of means.")
@@ -201,7 +201,8 @@ def load_results(run_dir: str | Path) -> dict:
     return results
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list, rows: list[list]) -> list[str]:
+    """Lines of a Markdown table (header, separator, rows)."""
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]
 

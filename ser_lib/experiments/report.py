@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..analysis import runs
 from ..analysis.metrics import aggregate, paired_difference, reportable_interval
+from ..analysis.results import markdown_table
 from ..errors import SerError
 from ..files import atomic_write_json, atomic_write_text
 from ..method.presets import FIG6_PRESETS, PRESETS
@@ -170,13 +171,13 @@ def _results_table(summary: dict) -> list[str]:
             cells += [_number(e.get("js_train_to_true"), 4), _number(e.get("js_pred_to_true"), 4)]
         cells.append(f"{e['n_runs']} ({e['n_folds']} × {e['n_seeds']})")
         rows.append(cells)
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _matrix_table(summary: dict, keys: list[str]) -> list[str]:
     matrix = _matrix(summary, keys, "ua")
     header = [f"{keys[0]} \\ {keys[1]}"] + [str(c) for c in matrix.columns]
-    return _table(header, [[str(i)] + [_number(v, 1) for v in row] for i, row in zip(matrix.index, matrix.values)])
+    return markdown_table(header, [[str(i)] + [_number(v, 1) for v in row] for i, row in zip(matrix.index, matrix.values)])
 
 
 def _paired_table(rows: dict) -> list[str]:
@@ -190,7 +191,7 @@ def _paired_table(rows: dict) -> list[str]:
             p = e[f"p_{key}"]
             cells.append(f"{e[f'delta_{key}']:+.2f}{interval}, p={'n/a' if p is None else f'{p:.3g}'}")
         body.append(cells)
-    return _table(header, body)
+    return markdown_table(header, body)
 
 
 def _cell(entry: dict, key: str) -> str:
@@ -201,10 +202,6 @@ def _cell(entry: dict, key: str) -> str:
 
 def _number(value, digits: int) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _matrix(summary: dict, keys: list[str], metric: str) -> pd.DataFrame:

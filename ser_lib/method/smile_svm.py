@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 from tqdm.auto import tqdm
 
 from ..analysis import runs
@@ -98,7 +99,7 @@ def train_svm_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: s
                                                       max_iter=20000, random_state=config.seed))
     model.fit(x_train, y_train)
     scores = model.decision_function(x_test)
-    probs = _softmax(scores)
+    probs = softmax(scores, axis=1)
     metrics = classification_metrics(y_test, probs.argmax(axis=1), classes)
     record = fold_record(fold, metrics, train_seconds=time.perf_counter() - started,
                          num_train={"clear": len(train), "ambiguous": 0},
@@ -109,8 +110,3 @@ def train_svm_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: s
                             y_test, probs)
     return record
 
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
