@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab notebooks venv lock clean
+.PHONY: demo test lab notebooks figures html venv lock clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,18 @@ NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 notebooks: $(STAMP)
 	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
 		../$(PY) -m papermill --log-level WARNING $$nb $$nb || exit 1; done
+
+# The reference figures in figures/, from one command: the demo's, every figure the executed
+# notebooks show (named NN_<section>.png), and the report of each sweep under runs/sweeps (the sweeps
+# themselves take hours: `ser sweep --grid grids/NAME.yaml ...`; notebook 06's tiny one is left out).
+SWEEPS := $(filter-out runs/sweeps/tiny/,$(dir $(wildcard runs/sweeps/*/sweep.json)))
+figures: demo notebooks
+	$(VENV)/bin/ser figures $(NOTEBOOKS) --out figures
+	for sweep in $(SWEEPS); do $(VENV)/bin/ser report $$sweep --figures figures >/dev/null || exit 1; done
+
+# The executed notebooks as self-contained HTML pages in build/html (widgets render offline).
+html: $(STAMP)
+	$(VENV)/bin/ser export-html $(NOTEBOOKS) --out build/html
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then update environment.yml).
 lock:

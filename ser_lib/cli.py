@@ -138,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--open", action="store_true", help="open a browser")
     dashboard.set_defaults(handler=cmd_dashboard, profile="paper", config=None, set=[])
 
+    figures = commands.add_parser("figures", help="copy the figures of executed notebooks into figures/")
+    figures.add_argument("notebooks", type=Path, nargs="+", help="executed notebooks (.ipynb)")
+    figures.add_argument("--out", type=Path, default=DEFAULT_FIGURES_DIR, help="where the PNG files go")
+    figures.set_defaults(handler=cmd_figures, profile="paper", config=None, set=[])
+
+    export = commands.add_parser("export-html", help="notebooks as self-contained HTML pages (widgets render offline)")
+    export.add_argument("notebooks", type=Path, nargs="+", help="executed notebooks (.ipynb)")
+    export.add_argument("--out", type=Path, default=Path("build/html"), help="where the pages go (NAME.html)")
+    export.set_defaults(handler=cmd_export_html, profile="paper", config=None, set=[])
+
     bench = commands.add_parser("bench", parents=[common],
                                 help="inference cost like the paper's Table VI; training throughput")
     bench.add_argument("--encoder", help="tiny, base, a Hugging Face name or a folder (default: model.encoder)")
@@ -283,6 +293,23 @@ def cmd_dashboard(args, config: Config) -> int:
     from .analysis.dashboard import serve
 
     return serve(args.run, args.manifest, port=args.port, ip=args.ip, open_browser=args.open)
+
+
+def cmd_figures(args, config: Config) -> int:
+    from .analysis.export import notebook_figures
+
+    for notebook in args.notebooks:
+        paths = notebook_figures(notebook, args.out)
+        print(f"{notebook}: {', '.join(p.name for p in paths)}")
+    return 0
+
+
+def cmd_export_html(args, config: Config) -> int:
+    from .analysis.export import export_html
+
+    for notebook in args.notebooks:
+        print(f"wrote {export_html(notebook, args.out / (notebook.stem + '.html'))}")
+    return 0
 
 
 def cmd_bench(args, config: Config) -> int:

@@ -21,7 +21,7 @@ from .analysis import runs
 from .analysis.drift import label_drift_curve
 from .analysis.embeddings import tsne_of_run
 from .analysis.metrics import paired_difference
-from .analysis.plots import plot_confusion, plot_label_drift, plot_partition, plot_tsne, save_figure
+from .analysis.plots import plot_confusion, plot_label_drift, plot_partition, plot_tsne, run_title, save_figure
 from .analysis.results import format_comparison
 from .config import Config
 from .data import labels
@@ -34,11 +34,6 @@ from .train.loso import run_loso
 
 COMPARISON_JSON = "comparison.json"
 BASELINE = "soft-static"
-
-
-def run_title(run_dir: str | Path, config: Config) -> str:
-    """What a figure shows, in its title: the run folder and its correction setting."""
-    return f"{Path(run_dir).as_posix()} (α={config.loss.alpha:g}, β={config.loss.beta:g})"
 
 
 def write_run_figures(run_dir: str | Path, figures_dir: str | Path, results: dict, config: Config,

@@ -235,3 +235,21 @@ def test_notebook_04_explorer_in_jupyterlab(chromium, lab_url, tmp_path):
         print(f"screenshot of the failure: {tmp_path / 'jupyterlab.png'}")
         raise
     print(f"JupyterLab: {time.monotonic() - started:.1f} s from opening the notebook")
+
+
+@pytest.mark.slow
+def test_html_export_of_notebook_04_renders_its_widgets_offline(chromium, tmp_path):
+    """`ser export-html`: the committed notebook 04 as one page; with every network request
+    refused, the explorer's controls and figures still render from the inlined renderer."""
+    page_path = tmp_path / "04_label_drift.html"
+    subprocess.run([sys.executable, "-m", "ser_lib.cli", "export-html", str(ROOT / "notebooks" / "04_label_drift.ipynb"),
+                    "--out", str(tmp_path)], check=True, capture_output=True)
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    requested = []
+    page.route("http*://**", lambda route: (requested.append(route.request.url), route.abort()))
+    page.goto(page_path.as_uri(), timeout=60_000)
+    assert_not_blank(png_of(page, ".ser-explorer-bars"))
+    assert_not_blank(png_of(page, ".ser-explorer-spectrogram"))
+    assert page.locator(".ser-explorer-sample select option").count() > 1  # the saved choices
+    assert page.locator(".ser-explorer-epoch .widget-readout").count() == 1
+    assert not [url for url in requested if "jupyter-widgets" in url or "embed" in url], requested

@@ -95,7 +95,8 @@ def test_report_json_matches_the_fold_records(sweep, capsys, tmp_path):
     assert paired["n_pairs"] == 2
     assert paired["delta_ua"] == pytest.approx(np.mean([a["ua"] - b["ua"] for a, b in zip(records, baseline)]))
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "two-by-two_folds.png", "two-by-two_paired_paper.png", "two-by-two_paired_soft-static.png"]
+        "two-by-two_folds.png", "two-by-two_paired_paper.png", "two-by-two_paired_soft-static.png",
+        "two-by-two_report.md"]
 
 
 def test_report_on_a_folder_without_a_sweep_is_a_clear_error(tmp_path, capsys):

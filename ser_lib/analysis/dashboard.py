@@ -68,6 +68,7 @@ class Dashboard:
         self.confusion, self.curves = widgets.Output(), widgets.Output()
         self.explorer_box = widgets.VBox()
         self.explorer: LabelDriftExplorer | None = None
+        self.title = ""  # the shown run and its setting, set by show_run
         results = widgets.VBox([self.table, widgets.HBox([self.confusion, widgets.VBox([self.fold_picker, self.curves])])])
         self.tabs = widgets.Tab(children=[results, self.explorer_box], titles=("results", "label drift"))
         for control, name in ((self.run_picker, "run"), (self.fold_picker, "fold"), (self.confusion, "confusion"),
@@ -86,7 +87,7 @@ class Dashboard:
     def show_run(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         config = runs.read_config(run_dir)
-        title = f"{run_dir.name} (α={config.loss.alpha:g}, β={config.loss.beta:g})"
+        title = self.title = plots.run_title(run_dir.name, config)
         self.table.value = f"<b>{title}</b>" + fold_table(run_dir).to_html(index=False, float_format="%.2f", na_rep="")
         records = runs.fold_records(run_dir)
         confusion = np.sum([np.asarray(r["confusion"]) for r in records], axis=0)
@@ -112,7 +113,7 @@ class Dashboard:
             show_figure(self.curves, None)
             return
         ax = plots.plot_learning_curves(record["history"])
-        ax.set_title(f"learning curves, fold {speaker}", fontsize="medium")
+        ax.set_title(f"learning curves, fold {speaker}\n{self.title}", fontsize="medium")
         show_figure(self.curves, ax.figure)
 
 

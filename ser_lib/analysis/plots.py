@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..files import atomic_write_bytes
 
@@ -31,6 +31,11 @@ def png_bytes(figure: Figure, dpi: int = 120) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
+
+
+def run_title(run_dir: str | Path, config) -> str:
+    """What a figure shows, in its title: the run folder and its correction setting (eqs. 6 and 10)."""
+    return f"{Path(run_dir).as_posix()} (α={config.loss.alpha:g}, β={config.loss.beta:g})"
 
 
 def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -78,7 +83,7 @@ def plot_soft_labels(soft: np.ndarray, classes, ax: Axes | None = None, titles=N
     ax.set_ylim(0, 1)
     ax.set_ylabel("probability")
     if titles is not None:
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     return ax
 
 
@@ -112,20 +117,19 @@ def plot_learning_curves(history: list[dict], ax: Axes | None = None) -> Axes:
     """Training loss (left axis) and validation WA / UA (right axis) over epochs.
 
     `history` rows hold stage, epoch, train_loss, val_wa, val_ua. Stages are drawn one after
-    the other (stage 2 continues the x axis of stage 1), each as its own line segment, with a
-    dotted line where a stage begins.
+    the other (stage 2 continues the x axis of stage 1), each as its own line segment; the first
+    stage is shaded. The legend sits below the axes, off the data.
     """
     if ax is None:
-        ax = new_axes(figsize=(7, 3.5))
+        ax = new_axes(figsize=(7, 4))
     scores = ax.twinx()
     stages = list(dict.fromkeys(row.get("stage") for row in history))
     start = 0
-    for stage in stages:
+    for index, stage in enumerate(stages):
         rows = [row for row in history if row.get("stage") == stage]
         x = start + np.arange(len(rows))
-        ax.axvline(start, color="0.7", linestyle=":", linewidth=1)
-        ax.text(start, 1.0, f" {stage}", transform=ax.get_xaxis_transform(), va="bottom", fontsize="small",
-                color="0.4")
+        if index % 2 == 0 and len(stages) > 1:  # shading, not text over the title, tells the stages apart
+            ax.axvspan(start - 0.5, start + len(rows) - 0.5, color="0.92", zorder=0, label=f"{stage} epochs")
         for axis, key, label, style in ((ax, "train_loss", "train loss", "k-"), (scores, "val_wa", "val WA", "C0o-"),
                                         (scores, "val_ua", "val UA", "C1s-")):
             values = np.array([np.nan if row.get(key) is None else row[key] for row in rows], dtype=np.float64)
@@ -137,7 +141,8 @@ def plot_learning_curves(history: list[dict], ax: Axes | None = None) -> Axes:
     ax.set_ylabel("training loss")
     scores.set_ylabel("validation accuracy (%)")
     handles = ax.get_legend_handles_labels()[0] + scores.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="center right")
+    ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="upper center",
+              bbox_to_anchor=(0.5, -0.2), ncol=len(handles), frameon=False)
     return ax
 
 
@@ -149,8 +154,10 @@ def plot_label_drift(runs: dict[str, list[tuple[float, float]]], ax: Axes | None
     for name, points in runs.items():
         epochs, values = zip(*sorted(points)) if points else ((), ())
         ax.plot(epochs, values, marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch of stage 2")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # Epoch -1 of a label store is the observed label y_s, before any correction.
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: "y_s" if value == -1 else f"{value:g}"))
     ax.set_ylabel(ylabel)
     highest = max((value for points in runs.values() for _, value in points), default=1.0)
     ax.set_ylim(0, 1.15 * highest if highest > 0 else 1.0)  # room above the highest line: none runs along the edge
@@ -227,13 +234,18 @@ def plot_filterbank(features: np.ndarray, frame_shift_ms: float, title: str, ax:
     return ax
 
 
-def plot_drift_comparison(corrected: Mapping[str, list], predicted: Mapping[str, list]) -> Figure:
+def plot_drift_comparison(corrected: Mapping[str, list], predicted: Mapping[str, list], title: str = "") -> Figure:
     """Mean JS divergence to the truth over epochs, one line per run (`drift.label_drift_curve`):
-    of the corrected labels y_c (left) and of the predictions y_g (right)."""
-    figure = Figure(figsize=(11, 3.5), layout="constrained")
-    left, right = figure.subplots(1, 2)
+    of the corrected labels y_c (left) and of the predictions y_g (right); one legend, beside them."""
+    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    left, right = figure.subplots(1, 2, sharey=True)
     plot_label_drift({n: c for n, c in corrected.items() if c}, ax=left)
-    left.set_title("corrected labels y_c (epoch -1: observed y_s)")
+    if left.get_legend():
+        left.get_legend().remove()
+    left.set_title("corrected labels y_c", fontsize="medium")
     plot_label_drift({n: c for n, c in predicted.items() if c}, ax=right)
-    right.set_title("predictions y_g (epoch -1: observed y_s)")
+    right.set_title("predictions y_g", fontsize="medium")
+    right.set_ylabel("")
+    if title:
+        figure.suptitle(title)
     return figure

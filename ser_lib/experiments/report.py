@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ..analysis import runs
 from ..analysis.metrics import aggregate, paired_difference, reportable_interval
@@ -130,6 +131,7 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
         Path(figures_dir).mkdir(parents=True, exist_ok=True)
         for path in [p for p in paths if p.suffix == ".png"]:
             shutil.copyfile(path, Path(figures_dir) / path.name)
+        shutil.copyfile(sweep_dir / "report.md", Path(figures_dir) / f"{grid['name']}_report.md")
     return Report(summary, markdown, paths)
 
 
@@ -220,12 +222,12 @@ def _write_figures(sweep_dir: Path, frame: pd.DataFrame, summary: dict, grid: di
     name = summary["grid"]
     figures = {f"{name}_folds.png": _plot_fold_points(frame, summary)}
     for reference, rows in summary["paired"].items():
-        figures[f"{name}_paired_{reference.split()[-1]}.png"] = _plot_paired(rows, reference)
+        figures[f"{name}_paired_{reference.split()[-1]}.png"] = _plot_paired(rows, reference, name)
     keys = list(grid.get("grid", {}))
     if len(keys) == 2:
         figures[f"{name}_heatmap.png"] = _plot_heatmap(summary, keys)
     if set(FIG6_PRESETS) <= set(frame["method"]):
-        figures[f"{name}_fig6_tsne.png"] = _plot_fig6(sweep_dir, frame)
+        figures[f"{name}_fig6_tsne.png"] = _plot_fig6(sweep_dir, frame, name)
     return [save_figure(figure, out / filename) for filename, figure in figures.items()]
 
 
@@ -251,7 +253,7 @@ def _plot_fold_points(frame: pd.DataFrame, summary: dict):
     return figure
 
 
-def _plot_paired(rows: dict, reference: str):
+def _plot_paired(rows: dict, reference: str, name: str):
     from matplotlib.figure import Figure
 
     labels = list(rows)
@@ -268,7 +270,8 @@ def _plot_paired(rows: dict, reference: str):
         ax.set_xlabel(f"Δ{title} (points) {reference}")
         ax.grid(axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # once: the axes share y; the first row on top, as in the table
-    figure.suptitle(f"Paired differences {reference}: mean and 95% CI (green/red: CI excludes 0; no bar: < 3 pairs)")
+    figure.suptitle(f"{name}: paired differences {reference}, mean and 95% CI\n"
+                    "(green/red: the CI excludes 0; no bar: fewer than 3 pairs)")
     return figure
 
 
@@ -281,24 +284,27 @@ def _plot_heatmap(summary: dict, keys: list[str]):
         sns.heatmap(_matrix(summary, keys, metric), annot=True, fmt=".1f", cmap="viridis", ax=ax,
                     cbar_kws={"label": f"{title} (%)"})
         ax.set_title(f"mean {title} over folds × seeds")
-    figure.suptitle(f"{summary['grid']}")
+    figure.suptitle(f"{summary['grid']}: {keys[0]} (rows) × {keys[1]} (columns)")
     return figure
 
 
-def _plot_fig6(sweep_dir: Path, frame: pd.DataFrame):
+def _plot_fig6(sweep_dir: Path, frame: pd.DataFrame, name: str):
     from matplotlib.figure import Figure
 
     from ..analysis.embeddings import tsne_of_run
     from ..analysis.plots import plot_tsne
 
-    classes = None
+    classes, shown = None, []
     figure = Figure(figsize=(10, 9), layout="constrained")
     for ax, method in zip(figure.subplots(2, 2).ravel(), FIG6_PRESETS):
         run = sorted(frame.loc[frame["method"] == method, "run"].unique())[0]
+        shown.append(run)
         classes = classes or list(runs.read_config(sweep_dir / run).data.classes)
         points, labels = tsne_of_run(sweep_dir / run)
         plot_tsne(points, labels, classes, ax=ax, title=PRESETS[method].title)
-    figure.suptitle("Fig. 6: t-SNE of the fused test embeddings per loss setting (clear / ambiguous terms)")
+    seeds = sorted({Path(run).name for run in shown})  # the first run of each setting: seed-N
+    figure.suptitle(f"{name}: Fig. 6, t-SNE of the fused test embeddings per loss setting ({', '.join(seeds)}, "
+                    "all folds)")
     return figure
 
 
@@ -310,7 +316,10 @@ def _point_label(point: dict) -> str:
 
 
 def _parse_point(label: str) -> dict:
-    return dict(part.split("=", 1) for part in label.split(", ")) if label != DEFAULT_POINT else {}
+    """`loss.alpha=0.3, loss.beta=0.1` -> {key: value}, numbers as numbers (so 2 sorts before 10)."""
+    if label == DEFAULT_POINT:
+        return {}
+    return {key: yaml.safe_load(value) for key, value in (part.split("=", 1) for part in label.split(", "))}
 
 
 def _row_label(method: str, point: str) -> str:
