@@ -45,8 +45,9 @@ def write_run_figures(run_dir: str | Path, figures_dir: str | Path, results: dic
     confusion.set_title(f"{run_title(run_dir, config)}\nWA {results['wa']:.1f}%  UA {results['ua']:.1f}% "
                         f"over {len(results['folds'])} fold(s)", fontsize="medium")
     paths = [save_figure(confusion.figure, figures_dir / f"{prefix}confusion.png")]
-    points, classes_idx = tsne_of_run(run_dir)
-    tsne = plot_tsne(points, classes_idx, classes, title=f"t-SNE of the test embeddings\n{run_title(run_dir, config)}")
+    points, classes_idx, speaker = tsne_of_run(run_dir)
+    tsne = plot_tsne(points, classes_idx, classes,
+                     title=f"t-SNE of the test embeddings, fold {speaker}\n{run_title(run_dir, config)}")
     paths.append(save_figure(tsne.figure, figures_dir / f"{prefix}tsne.png"))
     return paths
 

@@ -124,7 +124,11 @@ def label_histories(run_dir: str | Path) -> dict[str, LabelStore]:
     return {fold_speaker(path.parent): LabelStore.load(path) for path in paths}
 
 
-def fold_embeddings(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The fused test embeddings of all finished folds and their true class indices."""
-    parts = [np.load(path / EMBEDDINGS) for path in fold_dirs(run_dir)]
-    return np.concatenate([p["embeddings"] for p in parts]), np.concatenate([p["labels"] for p in parts])
+def fold_embeddings(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The fused test embeddings of each finished fold (test speaker -> embeddings, true class
+    indices). Each fold has its own model, so the folds' embeddings live in different spaces."""
+    out = {}
+    for path in fold_dirs(run_dir):
+        with np.load(path / EMBEDDINGS) as part:
+            out[path.name.removeprefix(FOLD_PREFIX)] = (part["embeddings"], part["labels"])
+    return out

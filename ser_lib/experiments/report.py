@@ -298,13 +298,12 @@ def _plot_fig6(sweep_dir: Path, frame: pd.DataFrame, name: str):
     figure = Figure(figsize=(10, 9), layout="constrained")
     for ax, method in zip(figure.subplots(2, 2).ravel(), FIG6_PRESETS):
         run = sorted(frame.loc[frame["method"] == method, "run"].unique())[0]
-        shown.append(run)
         classes = classes or list(runs.read_config(sweep_dir / run).data.classes)
-        points, labels = tsne_of_run(sweep_dir / run)
+        points, labels, speaker = tsne_of_run(sweep_dir / run)  # the same fold for all: the same test set
+        shown.append(f"{Path(run).name}, fold {speaker}")
         plot_tsne(points, labels, classes, ax=ax, title=PRESETS[method].title)
-    seeds = sorted({Path(run).name for run in shown})  # the first run of each setting: seed-N
-    figure.suptitle(f"{name}: Fig. 6, t-SNE of the fused test embeddings per loss setting ({', '.join(seeds)}, "
-                    "all folds)")
+    figure.suptitle(f"{name}: Fig. 6, t-SNE of the fused test embeddings per loss setting "
+                    f"({', '.join(sorted(set(shown)))})")
     return figure
 
 
