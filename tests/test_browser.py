@@ -247,9 +247,11 @@ def test_html_export_of_notebook_04_renders_its_widgets_offline(chromium, tmp_pa
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     requested = []
     page.route("http*://**", lambda route: (requested.append(route.request.url), route.abort()))
+    started = time.monotonic()
     page.goto(page_path.as_uri(), timeout=60_000)
     assert_not_blank(png_of(page, ".ser-explorer-bars"))
     assert_not_blank(png_of(page, ".ser-explorer-spectrogram"))
     assert page.locator(".ser-explorer-sample select option").count() > 1  # the saved choices
     assert page.locator(".ser-explorer-epoch .widget-readout").count() == 1
     assert not [url for url in requested if "jupyter-widgets" in url or "embed" in url], requested
+    print(f"HTML export: {time.monotonic() - started:.1f} s from opening the page to its figures")

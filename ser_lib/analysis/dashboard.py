@@ -61,7 +61,7 @@ class Dashboard:
         self.folder = Path(folder)
         self.manifest = manifest
         self.runs = find_runs(self.folder)
-        names = [(str(p.relative_to(self.folder)) if p != self.folder else p.name, p) for p in self.runs]
+        names = [(self.run_name(p), p) for p in self.runs]
         self.run_picker = widgets.Dropdown(options=names, description="run", layout=widgets.Layout(width="60%"))
         self.fold_picker = widgets.Dropdown(description="fold")
         self.table = widgets.HTML()
@@ -84,10 +84,14 @@ class Dashboard:
         """The whole dashboard, for `display`."""
         return self._widget
 
+    def run_name(self, run_dir: Path) -> str:
+        """A run as the picker and the titles name it: its path inside the served folder."""
+        return str(run_dir.relative_to(self.folder)) if run_dir != self.folder else run_dir.name
+
     def show_run(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         config = runs.read_config(run_dir)
-        title = self.title = plots.run_title(run_dir.name, config)
+        title = self.title = plots.run_title(self.run_name(run_dir), config)
         self.table.value = f"<b>{title}</b>" + fold_table(run_dir).to_html(index=False, float_format="%.2f", na_rep="")
         records = runs.fold_records(run_dir)
         confusion = np.sum([np.asarray(r["confusion"]) for r in records], axis=0)

@@ -28,8 +28,9 @@ def new_axes(figsize: tuple[float, float]) -> Axes:
 
 
 def png_bytes(figure: Figure, dpi: int = 120) -> bytes:
+    """`figure` as PNG, cropped to what it draws: tick labels and legends outside the axes stay in."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
 
