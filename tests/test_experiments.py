@@ -6,6 +6,7 @@ once for the module; the report, the resume rule and the notebook read it."""
 import json
 
 import numpy as np
+import pandas as pd
 import papermill
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from ser_lib.analysis import runs
 from ser_lib.cli import main as ser
 from ser_lib.errors import ConfigError, SerError
 from ser_lib.experiments.grid import grid_from_dict, load_grid
+from ser_lib.experiments.report import paired_against, reference_point
 from ser_lib.experiments.sweep import run_sweep
 
 
@@ -97,6 +99,23 @@ def test_report_json_matches_the_fold_records(sweep, capsys, tmp_path):
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "two-by-two_folds.png", "two-by-two_paired_paper.png", "two-by-two_paired_soft-static.png",
         "two-by-two_report.md"]
+
+
+def test_a_one_method_grid_is_paired_against_the_methods_own_setting():
+    """Tables VII and VIII have one method: each grid point is paired with the paper's own point."""
+    grid = grid_from_dict({"name": "ab", "methods": ["paper"], "grid": {"loss.beta": [0.3, 0.1, 0.0]}})
+    state = {"grid": grid.to_dict(), "runs": [{"point": run.point} for run in grid.runs()]}
+    ua = {(0.3, "A"): 60.0, (0.3, "B"): 70.0, (0.1, "A"): 50.0, (0.1, "B"): 66.0, (0.0, "A"): 40.0, (0.0, "B"): 80.0}
+    frame = pd.DataFrame([{"method": "paper", "point": f"loss.beta={beta}", "row": f"paper [loss.beta={beta}]",
+                           "seed": 0, "speaker": speaker, "wa": value, "ua": value, "macro_f1": value}
+                          for (beta, speaker), value in ua.items()])
+    assert reference_point(state, frame) == "loss.beta=0.1"  # the paper's β, not the grid's first value
+    paired = paired_against(frame, "loss.beta=0.1", by="point")
+    assert set(paired) == {"paper [loss.beta=0.3]", "paper [loss.beta=0.0]"}
+    assert paired["paper [loss.beta=0.3]"]["delta_ua"] == pytest.approx(((60 - 50) + (70 - 66)) / 2)
+    assert paired["paper [loss.beta=0.0]"]["n_pairs"] == 2
+    two_methods = frame.assign(method=["paper", "soft-static"] * 3)
+    assert reference_point(state, two_methods) is None
 
 
 def test_report_on_a_folder_without_a_sweep_is_a_clear_error(tmp_path, capsys):

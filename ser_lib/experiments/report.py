@@ -7,7 +7,8 @@ ambiguous samples (`js_train_to_true`) and of the predictions on them (`js_pred_
 
 Differences are paired: a row's fold f, seed s is compared with the reference method's fold f,
 seed s at the same grid point (`metrics.paired_difference`: mean, t-interval, Wilcoxon p). The
-references are `paper` and `soft-static` when the sweep has them.
+references are `paper` and `soft-static` when the sweep has them. A sweep of one method over a
+grid (Tables VII, VIII) pairs every point with the method's own setting (`reference_point`).
 
 The tables follow the grid: a method grid is laid out like Tables III and IX (a row per method),
 a one-key grid like Table VII (a row per value), a two-key grid also as a matrix like Table VIII.
@@ -31,10 +32,11 @@ import yaml
 from ..analysis import runs
 from ..analysis.metrics import aggregate, paired_difference, reportable_interval
 from ..analysis.results import markdown_table
+from ..config import flatten, load_config
 from ..errors import SerError
 from ..files import atomic_write_json, atomic_write_text
-from ..method.presets import FIG6_PRESETS, PRESETS
-from .grid import DEFAULT_POINT
+from ..method.presets import FIG6_PRESETS, PRESETS, apply_preset
+from .grid import DEFAULT_POINT, grid_from_dict
 from .sweep import SWEEP_JSON
 
 METRICS = (("wa", "WA"), ("ua", "UA"), ("macro_f1", "macro-F1"))
@@ -95,12 +97,14 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict]:
     return summary
 
 
-def paired_against(frame: pd.DataFrame, reference: str) -> dict[str, dict]:
-    """Every other row minus `reference` at the same grid point, paired on (fold, seed)."""
-    keys = ["point", "seed", "speaker"]
-    ref = frame[frame["method"] == reference].set_index(keys)
+def paired_against(frame: pd.DataFrame, reference: str, by: str = "method") -> dict[str, dict]:
+    """Every other row minus the reference rows, paired on (fold, seed). `by="method"`: methods
+    against method `reference` at the same grid point; `by="point"`: the grid points of one
+    method against point `reference` (Tables VII and VIII against the paper's own setting)."""
+    keys = ["point" if by == "method" else "method", "seed", "speaker"]
+    ref = frame[frame[by] == reference].set_index(keys)
     out = {}
-    for label, group in frame[frame["method"] != reference].groupby("row", sort=False):
+    for label, group in frame[frame[by] != reference].groupby("row", sort=False):
         reference_values = ref[[k for k, _ in METRICS]].add_suffix("_ref")
         matched = group.join(reference_values, on=keys, how="inner")
         if matched.empty:
@@ -113,15 +117,36 @@ def paired_against(frame: pd.DataFrame, reference: str) -> dict[str, dict]:
     return out
 
 
+def reference_point(state: dict, frame: pd.DataFrame) -> str | None:
+    """For a sweep of one method over a grid: the point at the method's own setting (for `paper`:
+    α = 0.3, β = 0.1, the full model), else the first point. None for other sweeps."""
+    if frame["method"].nunique() != 1 or frame["point"].nunique() < 2:
+        return None
+    grid = grid_from_dict(state["grid"])
+    own = flatten(apply_preset(load_config(grid.profile, overrides=grid.set), grid.methods[0]).to_dict())
+    for run in state["runs"]:
+        if all(own.get(key) == value for key, value in run["point"].items()):
+            return _point_label(run["point"])
+    return frame["point"].iloc[0]
+
+
+def _paired_sections(state: dict, frame: pd.DataFrame) -> dict[str, dict]:
+    """Section title -> paired rows: against `paper` and `soft-static` (else the first method), and
+    for a one-method grid against its own setting."""
+    sections = {f"vs {r}": paired_against(frame, r) for r in _references(frame)}
+    if (point := reference_point(state, frame)) is not None:
+        sections[f"vs {_row_label(frame['method'].iloc[0], point)}"] = paired_against(frame, point, by="point")
+    return {title: rows for title, rows in sections.items() if rows}
+
+
 def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figures") -> Report:
     sweep_dir = Path(sweep_dir)
     state, frame = collect(sweep_dir)
     grid = state["grid"]
     summary = {"grid": grid["name"], "description": grid.get("description", ""), "sweep": str(sweep_dir),
                "methods": summarize(frame),
-               "paired": {f"vs {r}": paired_against(frame, r) for r in _references(frame)},
+               "paired": _paired_sections(state, frame),
                "expected_folds": len(state.get("speakers", [])), "note": DEPENDENCE_NOTE}
-    summary["paired"] = {k: v for k, v in summary["paired"].items() if v}
     paths = _write_figures(sweep_dir, frame, summary, grid)
     markdown = format_report(summary, grid, [p.name for p in paths])
     atomic_write_text(sweep_dir / "report.md", markdown)
@@ -222,7 +247,8 @@ def _write_figures(sweep_dir: Path, frame: pd.DataFrame, summary: dict, grid: di
     name = summary["grid"]
     figures = {f"{name}_folds.png": _plot_fold_points(frame, summary)}
     for reference, rows in summary["paired"].items():
-        figures[f"{name}_paired_{reference.split()[-1]}.png"] = _plot_paired(rows, reference, name)
+        against = reference.split()[1] if "[" not in reference else "own-setting"  # "vs paper [α=..]": a grid point
+        figures[f"{name}_paired_{against}.png"] = _plot_paired(rows, reference, name)
     keys = list(grid.get("grid", {}))
     if len(keys) == 2:
         figures[f"{name}_heatmap.png"] = _plot_heatmap(summary, keys)
