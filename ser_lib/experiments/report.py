@@ -293,7 +293,7 @@ def _plot_paired(rows: dict, reference: str, name: str):
             ax.errorbar([delta], [y], xerr=[[delta - low], [high - delta]], fmt="o", color=colour, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(labels)), labels)
-        ax.set_xlabel(f"Δ{title} (points) {reference}")
+        ax.set_xlabel(f"Δ{title} (points)")  # the suptitle names the reference
         ax.grid(axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # once: the axes share y; the first row on top, as in the table
     figure.suptitle(f"{name}: paired differences {reference}, mean and 95% CI\n"
