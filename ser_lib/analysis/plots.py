@@ -27,11 +27,16 @@ def new_axes(figsize: tuple[float, float]) -> Axes:
     return Figure(figsize=figsize).subplots()
 
 
-def png_bytes(figure: Figure, dpi: int = 120) -> bytes:
-    """`figure` as PNG, cropped to what it draws: tick labels and legends outside the axes stay in."""
+def figure_bytes(figure: Figure, format: str = "png", dpi: int = 120) -> bytes:
+    """`figure` encoded as `format`, cropped to what it draws: tick labels and legends outside the axes stay in."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    figure.savefig(buffer, format=format, dpi=dpi, bbox_inches="tight",
+                   metadata={"Software": None} if format == "png" else None)
     return buffer.getvalue()
+
+
+def png_bytes(figure: Figure, dpi: int = 120) -> bytes:
+    return figure_bytes(figure, "png", dpi)
 
 
 def run_title(run_dir: str | Path, config) -> str:
@@ -42,10 +47,7 @@ def run_title(run_dir: str | Path, config) -> str:
 def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Save `figure` atomically (PNG, SVG or PDF by the suffix)."""
     path = Path(path)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight",
-                   metadata={"Software": None} if path.suffix in ("", ".png") else None)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, figure_bytes(figure, path.suffix.lstrip(".") or "png", dpi))
     return path
 
 
