@@ -264,6 +264,8 @@ def _plot_fold_points(frame: pd.DataFrame, summary: dict):
     order = list(summary["methods"])
     figure = Figure(figsize=(10, 0.45 * len(order) + 1.8), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
+    numpy_state = np.random.get_state()
+    np.random.seed(0)  # seaborn jitters from NumPy's global generator: the same figure on every run
     for ax, (key, title) in zip(axes, METRICS[:2]):
         sns.stripplot(data=frame, x=key, y="row", order=order, hue="seed", palette="crest", size=4, alpha=0.75,
                       jitter=0.2, ax=ax, legend=ax is axes[-1])
@@ -274,6 +276,7 @@ def _plot_fold_points(frame: pd.DataFrame, summary: dict):
         ax.set_xlabel(f"{title} (%) per fold")
         ax.set_ylabel("")
         ax.grid(axis="x", alpha=0.3)
+    np.random.set_state(numpy_state)
     axes[-1].legend(title="seed", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     figure.suptitle(f"{summary['grid']}: every fold × seed (dots) and the mean with its 95% CI (black)")
     return figure
