@@ -103,8 +103,9 @@ def assert_not_blank(png: bytes) -> None:
     assert pixels.std() > 5.0, "the figure is blank"
 
 
-def changed(page, selector: str, before: bytes, timeout_s: float = 30.0) -> bytes:
-    """Wait until the figure under `selector` differs from `before`; return it, checked not blank."""
+def changed(page, selector: str, before: bytes, timeout_s: float = 90.0) -> bytes:
+    """Wait until the figure under `selector` differs from `before`; return it, checked not blank.
+    The bound is generous: a loaded CI machine redraws the spectrogram (features from audio) slowly."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         now = png_of(page, selector)
