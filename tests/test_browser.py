@@ -134,6 +134,8 @@ def test_dashboard_controls_redraw_their_figures(chromium, dashboard_url):
     confusion = changed(page, ".ser-dashboard-confusion", confusion)
 
     page.get_by_text("label drift", exact=True).click()
+    # The explorer is rebuilt after the confusion is drawn: wait for the new run's, not the old one's.
+    page.locator(".ser-dashboard-explorer-title", has_text="soft-static").wait_for(timeout=90_000)
     drive_explorer(page)
     print(f"dashboard: {time.monotonic() - started:.1f} s in the page")
 

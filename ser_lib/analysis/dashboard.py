@@ -104,10 +104,21 @@ class Dashboard:
             self.fold_picker.value = speakers[0]  # draws through the observer
         else:
             self.show_curves(speakers[0])
-        self.explorer, self.explorer_box.children = None, (widgets.HTML("no label histories in this run"),)
-        if list(run_dir.glob(f"{runs.FOLD_PREFIX}*/{runs.LABEL_HISTORY}")):
-            self.explorer = LabelDriftExplorer.from_run(run_dir, self.manifest)
-            self.explorer_box.children = (self.explorer.widget,)
+        self.show_explorer(run_dir)
+
+    def show_explorer(self, run_dir: Path) -> None:
+        """The label-drift tab of the run. Building it reads every fold's label store and takes a
+        while, so the tab says so meanwhile; its heading names the run, so a reader (or a browser
+        test) can tell the new explorer from the previous run's."""
+        self.explorer = None
+        if not list(run_dir.glob(f"{runs.FOLD_PREFIX}*/{runs.LABEL_HISTORY}")):
+            self.explorer_box.children = (widgets.HTML(f"no label histories in <b>{self.title}</b>"),)
+            return
+        self.explorer_box.children = (widgets.HTML(f"loading the label histories of <b>{self.title}</b> …"),)
+        self.explorer = LabelDriftExplorer.from_run(run_dir, self.manifest)
+        heading = widgets.HTML(f"label drift of <b>{self.title}</b>")
+        heading.add_class("ser-dashboard-explorer-title")
+        self.explorer_box.children = (heading, self.explorer.widget)
 
     def show_curves(self, speaker: str | None) -> None:
         if speaker is None:
