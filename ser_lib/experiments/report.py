@@ -233,7 +233,7 @@ def _number(value, digits: int) -> str:
 
 def _matrix(summary: dict, keys: list[str], metric: str) -> pd.DataFrame:
     cells = [{keys[0]: _parse_point(e["point"])[keys[0]], keys[1]: _parse_point(e["point"])[keys[1]],
-              metric: e[metric]} for e in summary["methods"].values()]
+              metric: np.nan if e.get(metric) is None else e[metric]} for e in summary["methods"].values()]
     return pd.DataFrame(cells).pivot_table(index=keys[0], columns=keys[1], values=metric, aggfunc="mean")
 
 
@@ -308,11 +308,16 @@ def _plot_heatmap(summary: dict, keys: list[str]):
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(9, 3.6), layout="constrained")
-    for ax, (metric, title) in zip(figure.subplots(1, 2), METRICS[:2]):
-        sns.heatmap(_matrix(summary, keys, metric), annot=True, fmt=".1f", cmap="viridis", ax=ax,
-                    cbar_kws={"label": f"{title} (%)"})
-        ax.set_title(f"mean {title} over folds × seeds")
+    panels = [(metric, f"{title} (%)", f"mean {title} over folds × seeds", ".1f", "viridis")
+              for metric, title in METRICS[:2]]
+    if any(e.get("js_train_to_true") is not None for e in summary["methods"].values()):
+        # The labels' side of the story: lower is closer to the truth, so the reversed map keeps "bright = good".
+        panels.append(("js_train_to_true", "JS, bits", "JS of the final training labels\nto the truth (ambiguous)",
+                       ".3f", "viridis_r"))
+    figure = Figure(figsize=(4.5 * len(panels), 3.6), layout="constrained")
+    for ax, (metric, unit, title, fmt, cmap) in zip(figure.subplots(1, len(panels)), panels):
+        sns.heatmap(_matrix(summary, keys, metric), annot=True, fmt=fmt, cmap=cmap, ax=ax, cbar_kws={"label": unit})
+        ax.set_title(title)
     figure.suptitle(f"{summary['grid']}: {keys[0]} (rows) × {keys[1]} (columns)")
     return figure
 
