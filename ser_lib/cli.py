@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = commands.add_parser("dashboard", help="serve a run's results and label-drift explorer (Voilà)")
     dashboard.add_argument("run", type=Path, help="a run folder (e.g. runs/demo) or a folder of runs (a sweep)")
-    dashboard.add_argument("--manifest", type=Path, help="the corpus manifest, for audio in the explorer")
+    dashboard.add_argument("--manifest", type=Path, help="the corpus manifest, for audio in the explorer (default: the one each run recorded it was trained on)")
     dashboard.add_argument("--port", type=int, default=8866)
     dashboard.add_argument("--ip", default="127.0.0.1", help="address to bind (default: this machine only)")
     dashboard.add_argument("--open", action="store_true", help="open a browser")

@@ -77,10 +77,11 @@ def wait_for_port(port: int, timeout_s: float = 90.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(run_folder, tiny_corpus):
+def dashboard_url(run_folder):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "ser_lib.cli", "dashboard", str(run_folder), "--port", str(port),
-                               "--manifest", str(tiny_corpus)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # No --manifest: the explorer finds the audio through the manifest each run recorded.
+    server = subprocess.Popen([sys.executable, "-m", "ser_lib.cli", "dashboard", str(run_folder), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first_line = server.stdout.readline()
     assert f"http://127.0.0.1:{port}/" in first_line, first_line
     wait_for_port(port)  # the URL is printed before Voilà listens

@@ -1,6 +1,7 @@
 """Two-stage training end to end on a tiny corpus: results, resume, errors, prediction."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,6 +70,7 @@ def test_loso_run_folder_and_ambiguous_labels_move(tiny_corpus, tmp_path, quick)
     assert written["wa_ci"] is None and "js_corrected_to_true" in written  # no interval from 2 folds
     for name in ("results.md", "predictions.csv", "fold-S1F/label_history.npz", "fold-S2M/model.pt"):
         assert (tmp_path / "run" / name).exists(), name
+    assert (tmp_path / "run" / "manifest.txt").read_text().strip() == str(Path(tiny_corpus).resolve())
     store = LabelStore.load(tmp_path / "run" / "fold-S1F" / "label_history.npz")
     assert len(store.ids) == 4  # the ambiguous utterances of the two training speakers (S2F, S2M)
     drift = store.drifts()

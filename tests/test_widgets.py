@@ -2,6 +2,7 @@
 
 import base64
 import io
+import shutil
 
 import ipywidgets
 import numpy as np
@@ -13,6 +14,7 @@ from ser_lib.config import load_config
 from ser_lib.errors import SerError
 from ser_lib.analysis.drift import drift_curves, label_drift_curve
 from ser_lib.analysis.plots import plot_drift_comparison
+from ser_lib.analysis import runs
 from ser_lib.analysis.widgets import LabelDriftExplorer
 from ser_lib.method.label_store import LabelStore
 
@@ -213,3 +215,20 @@ def test_figures_render_on_a_widget_callback_thread(explorer):
     thread.join()
     pixels = matplotlib.image.imread(io.BytesIO(images[0]), format="png")
     assert explorer.fold == "S2" and pixels.std() > 0.05  # bars and text, not a blank canvas
+
+
+def test_the_explorer_finds_the_audio_through_the_manifest_the_run_recorded(run, tmp_path):
+    run_dir, manifest = run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    runs.record_manifest(copy, manifest)  # what run_loso and ser sweep write
+    explorer = LabelDriftExplorer.from_run(copy)
+    assert explorer.audio_error is None
+    assert soundfile.read(io.BytesIO(explorer.wav_bytes()))[0].size > 0
+    moved = tmp_path / "moved.csv"
+    manifest.rename(moved)  # a corpus that has moved is not guessed at: the explorer says what it lacks
+    try:
+        assert runs.recorded_manifest(copy) is None
+        assert "none recorded in the run folder" in LabelDriftExplorer.from_run(copy).audio_error
+    finally:
+        moved.rename(manifest)

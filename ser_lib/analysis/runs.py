@@ -1,6 +1,7 @@
 """The run folder: its layout, and the readers and writers of what training leaves in it.
 
     <run>/config.json                 the run's config (a resumed run must match its identity)
+    <run>/manifest.txt                the absolute path of the manifest it was trained on
     <run>/fold-<speaker>/stage1.pt    per-epoch checkpoints of Algorithm 1's two stages
                         stage2.pt
                         model.pt      the trained model (`model.save_model`)
@@ -33,6 +34,7 @@ LABEL_HISTORY = "label_history.npz"
 EMBEDDINGS = "embeddings.npz"
 PREDICTIONS_CSV = "predictions.csv"
 MODEL = "model.pt"
+MANIFEST_TXT = "manifest.txt"
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 
 
@@ -72,6 +74,21 @@ def record_config(run_dir: Path, config: Config, resume: bool) -> None:
             raise ConfigError(f"{run_dir} was started with a different config (sections {changed} differ); "
                               "resume it with the same settings or choose another output folder")
     atomic_write_text(recorded, config.to_json() + "\n")
+
+
+def record_manifest(run_dir: Path, manifest_path: str | Path) -> None:
+    """Remember the corpus a run was trained on, so that its audio can be found again later
+    (the label-drift explorer, `ser dashboard`) without being told."""
+    atomic_write_text(Path(run_dir) / MANIFEST_TXT, f"{Path(manifest_path).resolve()}\n")
+
+
+def recorded_manifest(run_dir: str | Path) -> Path | None:
+    """The manifest `record_manifest` remembered, or None when none was recorded or it has moved."""
+    recorded = Path(run_dir) / MANIFEST_TXT
+    if not recorded.exists():
+        return None
+    path = Path(recorded.read_text().strip())
+    return path if path.is_file() else None
 
 
 def read_config(run_dir: str | Path) -> Config:

@@ -78,8 +78,10 @@ class LabelDriftExplorer:
     @classmethod
     def from_run(cls, run_dir: str | Path, manifest: str | Path | pd.DataFrame | None = None,
                  config: Config | None = None) -> "LabelDriftExplorer":
-        """An explorer of a run folder; `manifest` (path or frame) gives the audio, `config`
-        defaults to the run's ``config.json``."""
+        """An explorer of a run folder; `manifest` (path or frame) gives the audio and defaults to
+        the one the run was trained on, where recorded; `config` defaults to the run's ``config.json``."""
+        if manifest is None:
+            manifest = runs.recorded_manifest(run_dir)
         if isinstance(manifest, (str, Path)):
             manifest = read_manifest(manifest)
         return cls(runs.label_histories(run_dir), manifest, config if config is not None else runs.read_config(run_dir))
@@ -212,7 +214,7 @@ class LabelDriftExplorer:
         if sample_id is None:
             raise SerError("no sample selected")
         if self._manifest is None:
-            raise SerError("no manifest given: the explorer cannot find the audio")
+            raise SerError("no manifest given and none recorded in the run folder: the explorer cannot find the audio")
         return segment_inputs(sample_id, self._manifest, self.config.data, self.config.features)
 
     def wav_bytes(self, sample_id: str | None = None) -> bytes:

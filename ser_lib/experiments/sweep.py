@@ -61,6 +61,7 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path,
         config = grid.config(run)
         config.cache_dir = str(project_path(config.cache_dir))
         runs.record_config(out / run.name, config, resume=True)  # refuses a run started with other settings
+        runs.record_manifest(out / run.name, manifest_path)
         for speaker in speakers:
             if runs.is_finished(runs.fold_dir(out / run.name, speaker)):
                 finished += 1

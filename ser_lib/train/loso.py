@@ -32,6 +32,7 @@ def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, res
     parted = load_partition(manifest_path, config.data)
     folds = loso_folds(parted, config.eval)
     runs.record_config(run_dir, config, resume)
+    runs.record_manifest(run_dir, manifest_path)
     cache = FeatureCache(config.cache_dir)
     records = []
     for fold in tqdm(folds, desc="LOSO folds", disable=not progress or len(folds) == 1):
