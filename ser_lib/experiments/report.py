@@ -179,7 +179,8 @@ def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
         lines += ["", f"## UA (%) by {keys[0]} (rows) and {keys[1]} (columns)", ""]
         lines += _matrix_table(summary, keys)
     for name, rows in summary["paired"].items():
-        lines += ["", f"## Paired differences {name} (same fold and seed)", ""]
+        lines += ["", f"## Paired differences {name} (same fold and seed)", "",
+                  "Each Δ is the row's score minus the reference's: positive means the row scored higher.", ""]
         lines += _paired_table(rows)
     lines += ["", DEPENDENCE_NOTE]
     if figure_names:
@@ -299,7 +300,7 @@ def _plot_paired(rows: dict, reference: str, name: str):
         ax.set_xlabel(f"Δ{title} (points)")  # the suptitle names the reference
         ax.grid(axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # once: the axes share y; the first row on top, as in the table
-    figure.suptitle(f"{name}: paired differences {reference}, mean and 95% CI\n"
+    figure.suptitle(f"{name}: paired differences {reference} (row − reference), mean and 95% CI\n"
                     "(green/red: the CI excludes 0; no bar: fewer than 3 pairs)")
     return figure
 
