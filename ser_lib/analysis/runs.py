@@ -131,10 +131,15 @@ def fold_records(run_dir: str | Path) -> list[dict]:
     return [read_fold_record(path) for path in fold_dirs(run_dir)]
 
 
+def label_history_paths(run_dir: str | Path) -> list[Path]:
+    """The label-store files of a run's folds, sorted by speaker (empty before any fold has trained)."""
+    return sorted(Path(run_dir).glob(f"{FOLD_PREFIX}*/{LABEL_HISTORY}"))
+
+
 def label_histories(run_dir: str | Path) -> dict[str, LabelStore]:
     """The label store of every fold of a run that has one, keyed by test speaker, sorted."""
     run_dir = Path(run_dir)
-    paths = sorted(run_dir.glob(f"{FOLD_PREFIX}*/{LABEL_HISTORY}"))
+    paths = label_history_paths(run_dir)
     if not paths:
         raise SerError(f"run folder {run_dir} has no {FOLD_PREFIX}*/{LABEL_HISTORY}: train it first "
                        "(a fold writes its label store when its training ends)")
