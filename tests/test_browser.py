@@ -88,6 +88,17 @@ def dashboard_url(run_folder):
     yield f"http://127.0.0.1:{port}/"
     server.terminate()
     server.wait(timeout=30)
+    wait_for_port_free(port)  # `ser dashboard` passes the signal on: no Voilà is left serving
+
+
+def wait_for_port_free(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"something still listens on port {port} {timeout_s:.0f} s after the dashboard was stopped")
 
 
 def png_of(page, selector: str) -> bytes:

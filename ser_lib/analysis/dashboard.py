@@ -12,6 +12,7 @@ offline (Voilà serves its own widget JavaScript) and on 127.0.0.1 unless told o
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,7 @@ class Dashboard:
         while, so the tab says so meanwhile; its heading names the run, so a reader (or a browser
         test) can tell the new explorer from the previous run's."""
         self.explorer = None
-        if not list(run_dir.glob(f"{runs.FOLD_PREFIX}*/{runs.LABEL_HISTORY}")):
+        if not runs.label_history_paths(run_dir):
             self.explorer_box.children = (widgets.HTML(f"no label histories in <b>{self.title}</b>"),)
             return
         self.explorer_box.children = (widgets.HTML(f"loading the label histories of <b>{self.title}</b> …"),)
@@ -141,4 +142,11 @@ def serve(folder: str | Path, manifest: str | Path | None = None, port: int = 88
     command = [sys.executable, "-m", "voila", str(NOTEBOOK), f"--port={port}", f"--Voila.ip={ip}",
                "--theme=light", "--show_tracebacks=True", *([] if open_browser else ["--no-browser"])]
     print(f"ser dashboard: serving {folder} at http://{ip}:{port}/ (Ctrl-C stops it)", flush=True)
-    return subprocess.call(command, env=env)
+    server = subprocess.Popen(command, env=env)
+    # Ctrl-C reaches Voilà itself (same process group); a plain `kill` of this process would not,
+    # and would leave Voilà and its kernel serving without us: pass it on.
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.terminate())
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return server.wait()
