@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab notebooks figures html venv lock clean
+.PHONY: demo test lab notebooks figures html encoder venv lock clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,18 @@ figures: demo notebooks
 # The executed notebooks as self-contained HTML pages in build/html (widgets render offline).
 html: $(STAMP)
 	$(VENV)/bin/ser export-html $(NOTEBOOKS) --out build/html
+
+# The shipped pretrained encoder (model.encoder=tiny-pretrained), rebuilt from generated speech only:
+# unlabelled speech (`ser synth --unlabelled`, pretrain.hours), then `ser pretrain` with the default
+# settings (pretrain.*, one torch thread so the result is the same run after run on one machine).
+ENCODER_DIR := ser_lib/model/pretrained/tiny-pretrained
+encoder: $(STAMP)
+	$(VENV)/bin/ser synth --unlabelled --out data/pretrain-speech
+	rm -rf build/encoder
+	$(VENV)/bin/ser pretrain --manifest data/pretrain-speech/manifest.csv --out build/encoder --set runtime.threads=1
+	rm -rf $(ENCODER_DIR) && mkdir -p $(ENCODER_DIR)
+	cp build/encoder/config.json build/encoder/model.safetensors build/encoder/pretraining.json \
+		build/encoder/pretraining_curves.png $(ENCODER_DIR)/
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then update environment.yml).
 lock:

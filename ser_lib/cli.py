@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, type=Path, help="output folder")
     synth.add_argument("--seed", type=int, help="corpus seed (default: synth.seed)")
     synth.add_argument("--size", choices=("small", "medium", "large"), help="default: synth.size")
+    synth.add_argument("--unlabelled", action="store_true",
+                       help="unlabelled pretraining speech instead: other speakers and texts, no votes")
+    synth.add_argument("--hours", type=float, help="with --unlabelled: hours of speech (default: pretrain.hours)")
     synth.set_defaults(handler=cmd_synth)
 
     manifest = commands.add_parser("manifest", help="build or validate corpus manifests")
@@ -97,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     loso.add_argument("--folds", help="comma-separated test speakers (default: eval.folds, or all)")
     loso.add_argument("--resume", action="store_true", help="skip finished folds, continue an interrupted one")
     loso.set_defaults(handler=cmd_loso)
+
+    pretrain = commands.add_parser("pretrain", parents=[common],
+                                   help="self-supervised pretraining of the temporal branch's encoder")
+    pretrain.add_argument("--manifest", type=Path, action="append", default=[],
+                          help="audio to pretrain on (repeatable; labels are ignored)")
+    pretrain.add_argument("--audio", type=Path, action="append", default=[],
+                          help="a folder of .wav/.flac files to pretrain on (repeatable)")
+    pretrain.add_argument("--out", required=True, type=Path, help="the encoder folder to write (save_pretrained)")
+    pretrain.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    pretrain.add_argument("--task-adaptive", action="store_true",
+                          help="allow a labelled (evaluation) corpus' own audio: task-adaptive pretraining")
+    pretrain.set_defaults(handler=cmd_pretrain, profile="demo")
+
+    probe = commands.add_parser("probe", parents=[common],
+                                help="linear probe of a frozen encoder (model.encoder) on a corpus' clear utterances")
+    probe.add_argument("--manifest", required=True, type=Path)
+    probe.add_argument("--json", action="store_true", help="print one JSON object")
+    probe.set_defaults(handler=cmd_probe, profile="demo")
 
     predict = commands.add_parser("predict", parents=[common], help="emotion distribution of an audio file")
     predict.add_argument("file", type=Path)
@@ -166,14 +187,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_synth(args, config: Config) -> int:
     from .data.corpora.synth import synthesize_corpus
+    from .data.corpora.synth_unlabelled import synthesize_unlabelled
 
     seed = config.synth.seed if args.seed is None else args.seed
+    if args.unlabelled:
+        hours = args.hours or config.pretrain.hours
+        started = time.perf_counter()
+        manifest_path = synthesize_unlabelled(args.out, hours, seed=seed, num_speakers=config.pretrain.speakers,
+                                              workers=config.synth.workers)
+        print(f"wrote {manifest_path} ({hours:g} h of unlabelled speech, {config.pretrain.speakers} speakers, "
+              f"seed {seed}) in {time.perf_counter() - started:.1f} s")
+        return 0
+    if args.hours is not None:
+        raise ConfigError("--hours applies to --unlabelled speech only")
     size = args.size or config.synth.size
     started = time.perf_counter()
     temperature = config.synth.annotator_temperature
     manifest_path = synthesize_corpus(args.out, seed=seed, size=size, progress=True, annotator_temperature=temperature)
     print(f"wrote {manifest_path} ({size}, seed {seed}, annotator temperature up to {temperature:g}) "
           f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_pretrain(args, config: Config) -> int:
+    from .train.pretrain import CollapsedError, collect_sources, default_speech, pretrain
+
+    manifests = args.manifest or ([] if args.audio else [default_speech(config, progress=True)])
+    sources, described = collect_sources(manifests, args.audio, args.task_adaptive)
+    print(f"pretraining {config.pretrain.encoder} with {config.pretrain.objective} for {config.pretrain.steps} steps on "
+          + "; ".join(described))
+    try:
+        summary = pretrain(config, sources, described, args.out, resume=args.resume, task_adaptive=args.task_adaptive)
+    except CollapsedError as error:
+        print(f"ser: {error}", file=sys.stderr)
+        return 1
+    final = summary["final"]
+    print(f"wrote {args.out} ({summary['parameters'] / 1e6:.2f} M parameters) in {summary['wall_seconds'] / 60:.1f} min, "
+          f"{summary['audio_seconds_per_second']:.0f} s of audio per second; final loss {final['loss']:.3f}; "
+          f"use it with --set model.encoder={args.out}")
+    return 0
+
+
+def cmd_probe(args, config: Config) -> int:
+    from .analysis.probe import linear_probe
+
+    result = linear_probe(config, args.manifest, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        speakers = ", ".join(f"{s} {100 * ua:.0f}" for s, ua in result["per_speaker_ua"].items())
+        print(f"{config.model.encoder}: linear-probe UA {100 * result['ua']:.1f}% over {result['utterances']} clear "
+              f"utterances, leave-one-speaker-out (per speaker: {speakers})")
     return 0
 
 

@@ -6,7 +6,8 @@ marked `nbval-ignore-output` comes out as stored, after `tests/nbval_sanitize.cf
 on EmoDB (when it is beside the repository) they run with papermill and nbval compares a re-run. The training
 notebooks (03-05) run in sequence on a tiny corpus with quick settings, sharing one runs folder
 as they do for a user: 03 trains the method, 04 reuses it and adds the no-correction run, 05
-reuses both and adds the other two loss settings."""
+reuses both and adds the other two loss settings. Notebook 07 (pretraining) runs on the tiny corpus
+with one fold."""
 
 import json
 import subprocess
@@ -79,3 +80,19 @@ def test_training_notebooks_execute_in_sequence(tiny_corpus, tmp_path, quick):
     assert runs == ["cor-cor", "ic-ic", "paper", "soft-static"]
     for run in runs:
         assert (tmp_path / "runs" / run / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_pretraining_notebook_executes(tiny_corpus, tmp_path, quick):
+    """Notebook 07 on the tiny corpus, one fold: it loads the shipped encoder, probes both encoders and
+    trains the temporal-only and full variants with each, then draws its t-SNE and learning curves."""
+    overrides = {**quick, "train.stage1_max_epochs": 1, "train.max_epochs": 2}
+    parameters = {"corpus": str(tiny_corpus), "runs_dir": str(tmp_path / "runs"), "num_folds": 1,
+                  "overrides": overrides, "variants": ["temporal", "full"]}
+    executed = tmp_path / "07_pretraining.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "07_pretraining.ipynb"), str(executed), kernel_name="python3",
+                               parameters=parameters, cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    outputs = [o for cell in json.loads(executed.read_text())["cells"] for o in cell.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # curves, t-SNE, learning curves
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "pretrained-full", "pretrained-temporal", "random-full", "random-temporal"]

@@ -252,3 +252,38 @@ def plot_drift_comparison(corrected: Mapping[str, list], predicted: Mapping[str,
     if title:
         figure.suptitle(title)
     return figure
+
+
+# What each pretraining objective's second panel shows: (history key, label) pairs.
+_PRETRAINING_PANELS = {
+    "hubert": [("accuracy", "masked-frame accuracy"), ("prediction_perplexity", "clusters predicted (perplexity)")],
+    "tera": [("mean_frame_l1", "L1 of predicting the mean frame")],
+    "wav2vec2": [("contrastive", "contrastive loss"), ("codevector_perplexity", "codevector perplexity")],
+}
+
+
+def plot_pretraining_curves(history: list[dict], objective: str) -> Figure:
+    """A pretraining run's curves against steps: its loss, what shows whether the objective learns or
+    collapses (accuracy and cluster usage, the mean-frame baseline, codebook usage), and how much the
+    encoder's hidden states vary across frames."""
+    figure = Figure(figsize=(11, 3.2))
+    axes = figure.subplots(1, 3)
+    steps = [row["step"] for row in history]
+    axes[0].plot(steps, [row["loss"] for row in history], label="loss")
+    if objective == "tera":
+        axes[0].plot(steps, [row["mean_frame_l1"] for row in history], "--", label="mean-frame L1 (baseline)")
+        axes[0].legend(fontsize=8)
+    axes[0].set(xlabel="step", title=f"{objective}: loss")
+    panels = [p for p in _PRETRAINING_PANELS[objective] if objective != "tera"]
+    for key, label in panels:
+        axes[1].plot(steps, [row.get(key, np.nan) for row in history], label=label)
+    if panels:
+        axes[1].legend(fontsize=8)
+        axes[1].set_yscale("log" if objective != "hubert" else "linear")
+    else:
+        axes[1].plot(steps, [row["lr"] for row in history])
+    axes[1].set(xlabel="step", title="learning and target usage" if panels else "learning rate")
+    axes[2].plot(steps, [row.get("frame_std", np.nan) for row in history])
+    axes[2].set(xlabel="step", title="hidden-state std across frames")
+    figure.tight_layout()
+    return figure

@@ -58,11 +58,14 @@ def vote_classes(columns) -> list[str]:
     return [c[len(VOTES_PREFIX):] for c in vote_columns(columns) if c != VOTES_PREFIX + OTHER]
 
 
-def validate_manifest(path: str | Path, check_audio: bool = True) -> list[RowProblem]:
-    """Every problem in the manifest at `path`; an empty list means it is valid."""
+def validate_manifest(path: str | Path, check_audio: bool = True, labelled: bool = True) -> list[RowProblem]:
+    """Every problem in the manifest at `path`; an empty list means it is valid.
+
+    `labelled=False` reads an audio list (pretraining speech): vote columns are then optional
+    and, when present, still checked."""
     path = Path(path)
     frame = _read_csv(path)
-    problems = _column_problems(frame.columns)
+    problems = _column_problems(frame.columns, labelled)
     if any(p.line == 1 for p in problems if "missing required" in p.reason):
         return problems
     votes = vote_columns(frame.columns)
@@ -79,7 +82,7 @@ def validate_manifest(path: str | Path, check_audio: bool = True) -> list[RowPro
     return problems
 
 
-def read_manifest(path: str | Path, check_audio: bool = False) -> pd.DataFrame:
+def read_manifest(path: str | Path, check_audio: bool = False, labelled: bool = True) -> pd.DataFrame:
     """Read and validate a manifest; numeric columns are parsed, ``path`` stays relative.
 
     The manifest's folder is stored in ``frame.attrs["root"]`` so audio paths can be resolved
@@ -87,7 +90,7 @@ def read_manifest(path: str | Path, check_audio: bool = False) -> pd.DataFrame:
     (e.g. for `ser partition`) must work without the audio present.
     """
     path = Path(path)
-    problems = validate_manifest(path, check_audio=check_audio)
+    problems = validate_manifest(path, check_audio=check_audio, labelled=labelled)
     if problems:
         raise ManifestError(format_problems(path, problems))
     frame = _read_csv(path)
@@ -121,10 +124,11 @@ def utterance_durations(frame: pd.DataFrame) -> np.ndarray:
     return durations
 
 
-def write_manifest(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write `frame` as a manifest atomically, columns in canonical order."""
+def write_manifest(frame: pd.DataFrame, path: str | Path, labelled: bool = True) -> Path:
+    """Write `frame` as a manifest atomically, columns in canonical order (`labelled=False`: an
+    audio list without votes)."""
     path = Path(path)
-    problems = _column_problems(frame.columns)
+    problems = _column_problems(frame.columns, labelled)
     if problems:
         raise ManifestError(format_problems(path, problems))
     frame = frame[_canonical_order(frame.columns)]
@@ -151,12 +155,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ManifestError(f"{path}: not a readable CSV file: {exc}") from None
 
 
-def _column_problems(columns) -> list[RowProblem]:
+def _column_problems(columns, labelled: bool = True) -> list[RowProblem]:
     problems = []
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         problems.append(RowProblem(1, f"missing required column(s) {missing}"))
-    if not vote_classes(columns):
+    if labelled and not vote_classes(columns):
         problems.append(RowProblem(1, f"no {VOTES_PREFIX}<class> columns"))
     known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
     unknown = [c for c in columns if c not in known and not c.startswith((VOTES_PREFIX, TRUE_PREFIX))]
@@ -183,7 +187,7 @@ def _row_problems(row: dict, votes: list[str], root: Path, check_audio: bool) ->
             problems.append(f"{column}={value:g} is negative")
         else:
             vote_values.append(value)
-    if len(vote_values) == len(votes) and sum(vote_values) == 0:
+    if votes and len(vote_values) == len(votes) and sum(vote_values) == 0:
         problems.append("all votes are zero")
     for column in ("start", "end", "duration"):
         raw = str(row.get(column, "")).strip()

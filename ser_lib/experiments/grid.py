@@ -12,6 +12,8 @@ A grid file (the shipped ones are in `grids/`)::
     seeds: [0, 1, 2]
     folds: all                    # all speakers, a list of speakers, or N (the first N)
     threads: 1                    # torch threads per trial (`runtime.threads`)
+    contrast: loss.alpha          # optional: the report pairs each value of this grid key with its
+                                  # first value, at the same other values, fold and seed
 
 A *run* is one (method, grid point, seed): a run folder `METHOD/POINT/seed-N` under the sweep
 folder, with the usual fold folders (`analysis.runs`). A *trial* is one fold of one run, the unit
@@ -33,7 +35,7 @@ from ..errors import ConfigError
 from ..method.presets import PRESETS, apply_preset
 
 DEFAULT_POINT = "default"
-GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description"}
+GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description", "contrast"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Grid:
     folds: Any = "all"  # "all", a list of speakers, or an int (the first N sorted speakers)
     threads: int = 1
     description: str = ""
+    contrast: str | None = None  # a grid key whose values the report pairs with its first value
 
     def points(self) -> list[dict[str, Any]]:
         """Every combination of the grid's values, in file order ([{}] without a grid)."""
@@ -78,7 +81,7 @@ class Grid:
         return {"name": self.name, "description": self.description, "profile": self.profile, "set": dict(self.set),
                 "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},
                 "seeds": list(self.seeds), "folds": self.folds if not isinstance(self.folds, tuple) else list(self.folds),
-                "threads": self.threads}
+                "threads": self.threads, "contrast": self.contrast}
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,10 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
         seeds=tuple(int(s) for s in _as_list(tree.get("seeds", [0]), source, "seeds")),
         folds=tuple(str(f) for f in folds) if isinstance(folds, list) else folds,
         threads=int(tree.get("threads", 1)), description=str(tree.get("description", "")).strip(),
+        contrast=None if tree.get("contrast") is None else str(tree["contrast"]),
     )
+    if grid.contrast is not None and len(grid.grid.get(grid.contrast, ())) < 2:
+        raise ConfigError(f"{source}: contrast {grid.contrast!r} must be a grid key with at least two values")
     if grid.threads < 1:
         raise ConfigError(f"{source}: threads must be >= 1, got {grid.threads}")
     if len(set(grid.seeds)) != len(grid.seeds):

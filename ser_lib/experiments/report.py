@@ -102,10 +102,22 @@ def paired_against(frame: pd.DataFrame, reference: str, by: str = "method") -> d
     against method `reference` at the same grid point; `by="point"`: the grid points of one
     method against point `reference` (Tables VII and VIII against the paper's own setting)."""
     keys = ["point" if by == "method" else "method", "seed", "speaker"]
-    ref = frame[frame[by] == reference].set_index(keys)
+    return _paired(frame[frame[by] != reference], frame[frame[by] == reference], keys)
+
+
+def paired_along(frame: pd.DataFrame, key: str, reference, other_keys: list[str]) -> dict[str, dict]:
+    """Rows whose grid key `key` is not `reference` minus the row where it is, at the same method,
+    other grid values (`other_keys`), fold and seed: a grid's `contrast`, e.g. each variant with
+    the pretrained encoder against the same variant with the random one."""
+    is_reference = frame[key].astype(str) == str(reference)
+    return _paired(frame[~is_reference], frame[is_reference], ["method", *other_keys, "seed", "speaker"])
+
+
+def _paired(rows: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> dict[str, dict]:
+    """Per row label of `rows`: its metrics minus those of the `reference` row matching it on `keys`."""
+    reference_values = reference.set_index(keys)[[k for k, _ in METRICS]].add_suffix("_ref")
     out = {}
-    for label, group in frame[frame[by] != reference].groupby("row", sort=False):
-        reference_values = ref[[k for k, _ in METRICS]].add_suffix("_ref")
+    for label, group in rows.groupby("row", sort=False):
         matched = group.join(reference_values, on=keys, how="inner")
         if matched.empty:
             continue
@@ -136,6 +148,11 @@ def _paired_sections(state: dict, frame: pd.DataFrame) -> dict[str, dict]:
     sections = {f"vs {r}": paired_against(frame, r) for r in _references(frame)}
     if (point := reference_point(state, frame)) is not None:
         sections[f"vs {_row_label(frame['method'].iloc[0], point)}"] = paired_against(frame, point, by="point")
+    contrast, values = state["grid"].get("contrast"), state["grid"]["grid"]
+    if contrast is not None:
+        others = [k for k in values if k != contrast]
+        sections[f"vs {contrast}={values[contrast][0]} at the same other settings"] = paired_along(
+            frame, contrast, values[contrast][0], others)
     return {title: rows for title, rows in sections.items() if rows}
 
 

@@ -1,7 +1,8 @@
 """The Wav2Vec 2.0 encoder of the temporal branch, and where it comes from.
 
 `model.encoder` names it: "tiny" is a small randomly initialised Wav2Vec2 for offline runs,
-tests and teaching; "base" is the wav2vec2-base architecture with random weights, for
+tests and teaching; "tiny-pretrained" is the same architecture pretrained by `ser pretrain` on
+generated speech, shipped with the package (`SHIPPED_ENCODERS`; `make encoder` rebuilds it); "base" is the wav2vec2-base architecture with random weights, for
 measuring the paper's model size offline (`ser bench`); anything else is a Hugging Face Hub
 name or a local folder written by `save_pretrained`, loaded with `from_pretrained` (local
 cache first, then the Hub unless offline mode is set). Every failure is a `ConfigError`
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from ..config import BASE_ENCODER, TINY_ENCODER, ModelConfig
+from ..config import BASE_ENCODER, PRETRAINED_ENCODER, TINY_ENCODER, ModelConfig
 from ..errors import ConfigError
 
 
@@ -57,6 +58,8 @@ def base_encoder_config(mask_time_prob: float) -> Wav2Vec2Config:
 
 # Encoders built from a config with random weights, without any download.
 NAMED_ENCODERS = {TINY_ENCODER: tiny_encoder_config, BASE_ENCODER: base_encoder_config}
+# Encoders shipped with the package as `save_pretrained` folders.
+SHIPPED_ENCODERS = {PRETRAINED_ENCODER: Path(__file__).parent / "pretrained" / PRETRAINED_ENCODER}
 
 
 def build_encoder(config: ModelConfig, attn_implementation: str | None = None) -> Wav2Vec2Model:
@@ -87,6 +90,12 @@ def _build_named_or_loaded(config: ModelConfig) -> Wav2Vec2Model:
     if config.encoder in NAMED_ENCODERS:
         return Wav2Vec2Model(NAMED_ENCODERS[config.encoder](config.mask_time_prob))
     name = config.encoder
+    if name in SHIPPED_ENCODERS:
+        folder = SHIPPED_ENCODERS[name]
+        if not (folder / "model.safetensors").is_file():
+            raise ConfigError(f"model.encoder={name!r}: the shipped encoder is missing from {folder}; "
+                              "rebuild it with `make encoder`")
+        return _from_pretrained(str(folder), name, config.mask_time_prob, local_files_only=True)
     path = Path(name).expanduser()
     if path.is_dir():
         return _from_pretrained(str(path), name, config.mask_time_prob, local_files_only=True)
@@ -107,6 +116,7 @@ def _build_named_or_loaded(config: ModelConfig) -> Wav2Vec2Model:
 _ENCODER_HINT = (
     "Use a Hugging Face model name with internet access (e.g. facebook/wav2vec2-base-960h), "
     "a local folder written by Wav2Vec2Model.save_pretrained(folder) (model.encoder=/path/to/folder), "
+    f"the shipped pretrained encoder model.encoder={PRETRAINED_ENCODER}, "
     f"or an offline encoder with random weights: model.encoder={TINY_ENCODER} (small) or "
     f"model.encoder={BASE_ENCODER} (the wav2vec2-base architecture)."
 )

@@ -108,41 +108,56 @@ _WAV_NAME = re.compile(r"Ses\d\d[FM]_u\d{4}\.wav")
 # Texts: random English sentences from a small grammar; a text is a prefix of a long run
 # of clauses, so its length can be adjusted word by word.
 
-_SUBJECTS = ("I", "you", "we", "they", "she", "he", "my brother", "the teacher", "our neighbour",
-             "the driver", "my mother", "the doctor", "Anna", "Peter", "the children", "everyone")
-_VERBS = ("found", "brought", "painted", "sold", "opened", "moved", "cleaned", "fixed", "carried",
-          "lost", "watched", "borrowed", "ordered", "closed", "checked", "forgot")
-_ADJECTIVES = ("old", "small", "green", "heavy", "new", "broken", "wooden", "quiet", "yellow",
-               "strange", "cheap", "long", "empty", "warm", "second", "famous")
-_NOUNS = ("table", "letter", "window", "bicycle", "garden", "ticket", "kitchen", "camera", "boat",
-          "picture", "piano", "basket", "office", "bottle", "car", "map")
-_PLACES = ("at the station", "in the morning", "after dinner", "near the river", "on Monday",
-           "before the meeting", "in the city", "at home", "last summer", "by the door",
-           "yesterday", "at the market", "again", "this week")
-_JOINS = ("and", "but", "so", "then", "because")
-_OPENERS = ("well", "oh", "look", "honestly", "okay", "listen", "really")
+@dataclass(frozen=True)
+class Vocabulary:
+    """The words of the sentence grammar. The pretraining speech (`synth_unlabelled`) has its
+    own, with no content word in common, so its texts are disjoint from this corpus'."""
+
+    subjects: tuple[str, ...]
+    verbs: tuple[str, ...]
+    adjectives: tuple[str, ...]
+    nouns: tuple[str, ...]
+    places: tuple[str, ...]
+    joins: tuple[str, ...] = ("and", "but", "so", "then", "because")
+    openers: tuple[str, ...] = ("well", "oh", "look", "honestly", "okay", "listen", "really")
+
+
+EVALUATION_VOCABULARY = Vocabulary(
+    subjects=("I", "you", "we", "they", "she", "he", "my brother", "the teacher", "our neighbour",
+              "the driver", "my mother", "the doctor", "Anna", "Peter", "the children", "everyone"),
+    verbs=("found", "brought", "painted", "sold", "opened", "moved", "cleaned", "fixed", "carried",
+           "lost", "watched", "borrowed", "ordered", "closed", "checked", "forgot"),
+    adjectives=("old", "small", "green", "heavy", "new", "broken", "wooden", "quiet", "yellow",
+                "strange", "cheap", "long", "empty", "warm", "second", "famous"),
+    nouns=("table", "letter", "window", "bicycle", "garden", "ticket", "kitchen", "camera", "boat",
+           "picture", "piano", "basket", "office", "bottle", "car", "map"),
+    places=("at the station", "in the morning", "after dinner", "near the river", "on Monday",
+            "before the meeting", "in the city", "at home", "last summer", "by the door",
+            "yesterday", "at the market", "again", "this week"),
+)
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def _clause(rng: np.random.Generator) -> list[str]:
-    words = [*_pick(rng, _SUBJECTS).split(), _pick(rng, _VERBS), "the"]
+def _clause(rng: np.random.Generator, vocabulary: Vocabulary) -> list[str]:
+    words = [*_pick(rng, vocabulary.subjects).split(), _pick(rng, vocabulary.verbs), "the"]
     if rng.random() < 0.6:
-        words.append(_pick(rng, _ADJECTIVES))
-    words.append(_pick(rng, _NOUNS))
+        words.append(_pick(rng, vocabulary.adjectives))
+    words.append(_pick(rng, vocabulary.nouns))
     if rng.random() < 0.7:
-        words += _pick(rng, _PLACES).split()
+        words += _pick(rng, vocabulary.places).split()
     return words
 
 
-def _word_sequence(rng: np.random.Generator, length: int = 60) -> tuple[str, ...]:
-    words = [_pick(rng, _OPENERS) + ","] if rng.random() < 0.4 else []
-    words += _clause(rng)
+def word_sequence(rng: np.random.Generator, vocabulary: Vocabulary = EVALUATION_VOCABULARY,
+                  length: int = 60) -> tuple[str, ...]:
+    words = [_pick(rng, vocabulary.openers) + ","] if rng.random() < 0.4 else []
+    words += _clause(rng, vocabulary)
     while len(words) < length:
         words[-1] += ","
-        words += [_pick(rng, _JOINS), *_clause(rng)]
+        words += [_pick(rng, vocabulary.joins), *_clause(rng, vocabulary)]
     words[0] = words[0][0].upper() + words[0][1:]
     return tuple(words)
 
@@ -325,7 +340,7 @@ def _plan_utterance(rng, index, utt_id, path, speaker, session, voice, baseline,
     target_s = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     pad_s = tuple(float(x) for x in rng.uniform(0.05, 0.15 if tier == "short" else 0.3, size=2))
     rate = baseline["rate"] * prosody.rate * np.exp(rng.normal(0.0, 0.05))
-    words = _word_sequence(rng)
+    words = word_sequence(rng)
     arousal = sum(p for p, c in zip(true, classes) if c in ("anger", "happiness"))
     ending = "!" if rng.random() < arousal - 0.3 else ("?" if rng.random() < 0.1 else ".")
     return Utterance(

@@ -1,0 +1,224 @@
+"""Self-supervised objectives for the temporal branch's Wav2Vec2 encoder (`ser pretrain`).
+
+All three mask spans of the encoder's frames and learn from the masked frames only; the encoder
+is the one the temporal branch fine-tunes (`Wav2Vec2Model`), fed the same normalised waveform
+(`temporal.normalize_waveform`), so what it learns is what the branch starts from.
+
+- `ClusterPrediction` ("hubert"): HuBERT's first iteration. Each frame's target is the k-means
+  cluster of its log-mel filterbank frame, predicted from the masked input by cross-entropy on
+  masked frames only (HuBERT's pred_masked_weight 1, pred_nomask_weight 0). HuBERT clusters
+  MFCCs; we cluster the spatial branch's 40-bin log-mel frames, of which MFCCs are a linear
+  transform (the DCT), and predict with a linear layer instead of HuBERT's cosine similarity to
+  learned cluster embeddings.
+- `FrameReconstruction` ("tera"): TERA's time-masked reconstruction: an L1 loss between the
+  masked frames' filterbanks and a two-layer head's prediction.
+- `Contrastive` ("wav2vec2"): wav2vec 2.0's contrastive loss against quantised targets plus its
+  codebook diversity loss, from transformers' `Wav2Vec2ForPreTraining`, normalised per masked
+  frame as transformers' pretraining example does.
+
+Each returns its loss and the diagnostics that reveal a collapse (`collapse_reasons`): wav2vec
+2.0 is known to collapse on small data (its codebook perplexity falls toward a handful of entries
+and the contrastive loss becomes trivial: transformers #14387, fairseq #4530, #3673).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
+from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
+
+from ..config import PretrainConfig
+from .temporal import normalize_waveform
+
+# Collapse thresholds, on the last logged window of a run.
+COLLAPSED_LOSS = 1e-3  # a loss this small means the task became trivial
+MIN_USAGE_SHARE = 0.1  # clusters or codevectors in use, as a share of those available
+MIN_FRAME_STD = 0.05  # hidden states that barely vary across frames carry no information
+
+
+def span_mask(frame_mask: torch.Tensor, config: PretrainConfig) -> torch.Tensor:
+    """wav2vec 2.0's span mask over valid frames ([B, T] bool), drawn with numpy's global RNG
+    (seeded and checkpointed by the caller). At least two spans per row."""
+    mask = _compute_mask_indices(tuple(frame_mask.shape), config.mask_prob, config.mask_length,
+                                 attention_mask=frame_mask.long().cpu(), min_masks=2)
+    return torch.from_numpy(mask).to(frame_mask.device) & frame_mask
+
+
+class _Objective(nn.Module):
+    """Common plumbing: the encoder, its input normalisation and frame masks."""
+
+    encoder: Wav2Vec2Model
+
+    def frame_mask(self, sample_mask: torch.Tensor) -> torch.Tensor:
+        num_frames = int(self.encoder._get_feat_extract_output_lengths(torch.tensor(sample_mask.shape[1])))
+        return self.encoder._get_feature_vector_attention_mask(num_frames, sample_mask.long()).bool()
+
+    def encode(self, waveform: torch.Tensor, sample_mask: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        x = normalize_waveform(waveform, sample_mask)
+        use_mask = self.encoder.config.feat_extract_norm == "layer"
+        return self.encoder(x, attention_mask=sample_mask.long() if use_mask else None,
+                            mask_time_indices=masked).last_hidden_state
+
+
+def _frame_std(hidden: torch.Tensor, frame_mask: torch.Tensor) -> float:
+    """Mean over channels of the hidden states' standard deviation across valid frames."""
+    valid = hidden.detach().float()[frame_mask]
+    return float(valid.std(dim=0).mean()) if len(valid) > 1 else 0.0
+
+
+def _perplexity(probabilities: torch.Tensor) -> float:
+    """exp(entropy) of the mean distribution over rows: how many classes are in use."""
+    marginal = probabilities.detach().float().mean(dim=0)
+    return float(torch.exp(-torch.xlogy(marginal, marginal).sum()))
+
+
+class _PredictionHead(nn.Sequential):
+    def __init__(self, hidden_size: int, out_size: int, depth: int):
+        layers: list[nn.Module] = []
+        if depth == 2:
+            layers += [nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.LayerNorm(hidden_size)]
+        super().__init__(*layers, nn.Linear(hidden_size, out_size))
+
+
+class ClusterPrediction(_Objective):
+    """HuBERT iteration 1: cross-entropy on the k-means cluster of each masked frame."""
+
+    def __init__(self, encoder_config: Wav2Vec2Config, config: PretrainConfig):
+        super().__init__()
+        self.encoder = Wav2Vec2Model(encoder_config)
+        self.head = _PredictionHead(encoder_config.hidden_size, config.num_clusters, depth=1)
+        self.config = config
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        frame_mask = self.frame_mask(batch["sample_mask"])
+        masked = span_mask(frame_mask, self.config)
+        hidden = self.encode(batch["waveform"], batch["sample_mask"], masked)
+        logits = self.head(hidden[masked]).float()
+        targets = batch["clusters"][:, : hidden.shape[1]][masked]
+        loss = F.cross_entropy(logits, targets)
+        probabilities = logits.softmax(-1)
+        stats = {"accuracy": float((logits.argmax(-1) == targets).float().mean()),
+                 "prediction_perplexity": _perplexity(probabilities),
+                 "target_perplexity": _perplexity(F.one_hot(targets, self.config.num_clusters).float()),
+                 "frame_std": _frame_std(hidden, frame_mask), "masked_share": float(masked.sum() / frame_mask.sum())}
+        return loss, stats
+
+
+class FrameReconstruction(_Objective):
+    """TERA's time alteration: L1 reconstruction of the masked frames' filterbanks."""
+
+    def __init__(self, encoder_config: Wav2Vec2Config, config: PretrainConfig, target_dim: int):
+        super().__init__()
+        self.encoder = Wav2Vec2Model(encoder_config)
+        self.head = _PredictionHead(encoder_config.hidden_size, target_dim, depth=2)
+        self.config = config
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        frame_mask = self.frame_mask(batch["sample_mask"])
+        masked = span_mask(frame_mask, self.config)
+        hidden = self.encode(batch["waveform"], batch["sample_mask"], masked)
+        targets = batch["frames"][:, : hidden.shape[1]][masked]
+        loss = F.l1_loss(self.head(hidden[masked]).float(), targets)
+        # A predictor that outputs the mean frame scores this; learning means going below it.
+        baseline = float((targets - targets.mean(0)).abs().mean())
+        stats = {"mean_frame_l1": baseline, "frame_std": _frame_std(hidden, frame_mask),
+                 "masked_share": float(masked.sum() / frame_mask.sum())}
+        return loss, stats
+
+
+class Contrastive(_Objective):
+    """wav2vec 2.0: contrastive loss against quantised targets and the diversity loss
+    (transformers' `Wav2Vec2ForPreTraining`)."""
+
+    def __init__(self, encoder_config: Wav2Vec2Config, config: PretrainConfig):
+        super().__init__()
+        encoder_config = Wav2Vec2Config.from_dict({
+            **encoder_config.to_dict(), "num_codevector_groups": config.codevector_groups,
+            "num_codevectors_per_group": config.codevectors_per_group,
+            "codevector_dim": 32 * config.codevector_groups, "proj_codevector_dim": encoder_config.hidden_size,
+            "num_negatives": config.num_negatives, "diversity_loss_weight": config.diversity_weight,
+            "feat_quantizer_dropout": 0.0})
+        self.model = Wav2Vec2ForPreTraining(encoder_config)
+        self.encoder = self.model.wav2vec2
+        self.config = config
+
+    def set_progress(self, fraction: float) -> None:
+        """Anneal the Gumbel temperature from its max to its min over the run (geometrically)."""
+        high, low = self.config.gumbel_temperature
+        self.model.set_gumbel_temperature(high * (low / high) ** min(max(fraction, 0.0), 1.0))
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        sample_mask = batch["sample_mask"]
+        frame_mask = self.frame_mask(sample_mask)
+        masked = span_mask(frame_mask, self.config)
+        negatives = _sample_negative_indices(tuple(masked.shape), self.config.num_negatives,
+                                             mask_time_indices=masked.cpu().numpy())
+        x = normalize_waveform(batch["waveform"], sample_mask)
+        use_mask = self.encoder.config.feat_extract_norm == "layer"
+        out = self.model(x, attention_mask=sample_mask.long() if use_mask else None, mask_time_indices=masked,
+                         sampled_negative_indices=torch.from_numpy(negatives).long().to(masked.device),
+                         output_hidden_states=True)
+        # transformers sums both terms over the masked frames; per frame, as its pretraining example.
+        count = masked.sum()
+        contrastive, diversity = out.contrastive_loss / count, out.diversity_loss / count
+        loss = contrastive + self.config.diversity_weight * diversity
+        available = self.config.codevector_groups * self.config.codevectors_per_group
+        stats = {"contrastive": float(contrastive), "diversity": float(diversity),
+                 "codevector_perplexity": float(out.codevector_perplexity), "codevectors": available,
+                 "frame_std": _frame_std(out.hidden_states[-1], frame_mask),
+                 "masked_share": float(count / frame_mask.sum())}
+        return loss, stats
+
+
+def build_objective(name: str, encoder_config: Wav2Vec2Config, config: PretrainConfig, target_dim: int) -> _Objective:
+    if name == "hubert":
+        return ClusterPrediction(encoder_config, config)
+    if name == "tera":
+        return FrameReconstruction(encoder_config, config, target_dim)
+    return Contrastive(encoder_config, config)
+
+
+def collapse_reasons(history: list[dict], config: PretrainConfig) -> list[str]:
+    """Why a run looks collapsed or learned nothing, from the mean of its last logged window
+    (empty: neither).
+
+    Collapse: a loss near 0 (the task became trivial); too few targets in use (HuBERT's predicted
+    clusters, wav2vec 2.0's codevector perplexity, below `MIN_USAGE_SHARE` of those available);
+    hidden states that hardly vary across frames (`MIN_FRAME_STD`). Nothing learned: wav2vec 2.0's
+    contrastive loss still at chance, log(1 + distractors); TERA no better than predicting the
+    mean frame.
+    """
+    if not history:
+        return []
+    window = history[-max(1, min(4, len(history) // 4)):]
+
+    def mean(key: str) -> float:
+        values = [row[key] for row in window if key in row and math.isfinite(row[key])]
+        return float(np.mean(values)) if values else math.nan
+
+    reasons = []
+    if mean("loss") < COLLAPSED_LOSS:
+        reasons.append(f"the loss fell to {mean('loss'):.2g}: the task became trivial")
+    if config.objective == "hubert":
+        used = mean("prediction_perplexity")
+        if used < MIN_USAGE_SHARE * config.num_clusters:
+            reasons.append(f"predictions use {used:.1f} of {config.num_clusters} clusters (perplexity)")
+    if config.objective == "wav2vec2":
+        used, available = mean("codevector_perplexity"), config.codevector_groups * config.codevectors_per_group
+        if used < MIN_USAGE_SHARE * available:
+            reasons.append(f"codevector perplexity {used:.1f} of {available} codevectors")
+        chance = math.log(1 + config.num_negatives)
+        if mean("contrastive") > 0.99 * chance:
+            reasons.append(f"the contrastive loss {mean('contrastive'):.3f} is at chance (log {1 + config.num_negatives} "
+                           f"= {chance:.3f}): nothing learned")
+    if config.objective == "tera" and mean("loss") >= mean("mean_frame_l1"):
+        reasons.append(f"the reconstruction L1 {mean('loss'):.3f} is no better than the mean frame's "
+                       f"{mean('mean_frame_l1'):.3f}: nothing learned")
+    if mean("frame_std") < MIN_FRAME_STD:
+        reasons.append(f"hidden states vary little across frames (std {mean('frame_std'):.3g})")
+    return reasons

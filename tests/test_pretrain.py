@@ -1,0 +1,190 @@
+"""Pretraining: the unlabelled speech, the objectives, the run (loss falls, resumes, detects collapse)
+and the shipped encoder loaded through `model.encoder`."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ser_lib.cli import main
+from ser_lib.config import PRETRAINED_ENCODER, PretrainConfig, load_config
+from ser_lib.data.corpora import synth, synth_unlabelled
+from ser_lib.data.manifest import read_manifest
+from ser_lib.errors import ConfigError, ManifestError
+from ser_lib.model.encoder import SHIPPED_ENCODERS, build_encoder
+from ser_lib.model.pretraining import collapse_reasons
+from ser_lib.train import pretrain as pretraining
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> Path:
+    """About 70 s of unlabelled speech from 6 speakers."""
+    out = tmp_path_factory.mktemp("pretrain-speech")
+    return synth_unlabelled.synthesize_unlabelled(out, hours=0.02, num_speakers=6, progress=False)
+
+
+def quick(**overrides) -> dict:
+    settings = {"pretrain.steps": 24, "pretrain.batch_size": 4, "pretrain.crop_s": 1.5, "pretrain.num_clusters": 8,
+                "pretrain.kmeans_frames": 5000, "pretrain.log_every": 4, "pretrain.checkpoint_every": 8,
+                "pretrain.lr": 2e-3, "runtime.threads": 1}
+    return settings | overrides
+
+
+def run(speech: Path, out: Path, **overrides) -> dict:
+    config = load_config("demo", overrides=quick(**overrides))
+    sources, described = pretraining.collect_sources([speech], [], task_adaptive=False)
+    return pretraining.pretrain(config, sources, described, out, progress=False)
+
+
+def test_unlabelled_speech_has_its_own_speakers_and_words():
+    evaluation = {v for pair in synth.VOICES for v in pair}
+    voices = [voice for _, voice in synth_unlabelled.speakers(len(synth_unlabelled.ACCENTS) * 4)]
+    assert not {v.split("+")[1] for v in voices} & evaluation
+    assert {v.split("+")[0] for v in voices} == set(synth_unlabelled.ACCENTS)
+
+    def content_words(vocabulary):
+        words = set()
+        for part in (vocabulary.subjects, vocabulary.verbs, vocabulary.adjectives, vocabulary.nouns, vocabulary.places):
+            words |= {w.lower() for phrase in part for w in phrase.split()}
+        return words - {"the", "a", "at", "in", "on", "my", "our", "by", "after", "before", "this", "his", "her"}
+
+    assert not content_words(synth.EVALUATION_VOCABULARY) & content_words(synth_unlabelled.PRETRAINING_VOCABULARY)
+
+
+def test_unlabelled_speech_is_deterministic_and_has_no_votes(speech, tmp_path):
+    again = synth_unlabelled.synthesize_unlabelled(tmp_path, hours=0.02, num_speakers=6, progress=False)
+    assert again.read_bytes() == speech.read_bytes()
+    frame = read_manifest(speech, check_audio=True, labelled=False)
+    assert list(frame.columns) == ["utt_id", "path", "speaker", "duration"]
+    assert frame["duration"].sum() > 0.02 * 3600 * 0.8 and frame["speaker"].nunique() == 6
+    first = frame["path"].iloc[0]
+    assert (tmp_path / first).read_bytes() == (speech.parent / first).read_bytes()
+    with pytest.raises(ManifestError, match="no votes_<class> columns"):
+        read_manifest(speech)
+
+
+def test_labelled_manifest_needs_task_adaptive(tiny_corpus):
+    with pytest.raises(ConfigError, match="task-adaptive"):
+        pretraining.collect_sources([tiny_corpus], [], task_adaptive=False)
+    sources, described = pretraining.collect_sources([tiny_corpus], [], task_adaptive=True)
+    assert len(sources) == 32 and "task-adaptive" in described[0]
+
+
+@pytest.mark.parametrize("objective", ["hubert", "tera"])
+def test_pretraining_loss_falls_and_the_encoder_loads(speech, tmp_path, objective):
+    summary = run(speech, tmp_path / objective, **{"pretrain.objective": objective, "pretrain.steps": 48,
+                                                   "pretrain.batch_size": 6, "pretrain.log_every": 8})
+    losses = [row["loss"] for row in summary["history"]]
+    assert np.mean(losses[-2:]) < losses[0] - 0.05, losses
+    if objective == "tera":  # learning means beating the mean frame
+        assert summary["final"]["loss"] < summary["final"]["mean_frame_l1"]
+    assert not summary["collapsed"]
+    saved = json.loads((tmp_path / objective / "pretraining.json").read_text())
+    assert saved["final"]["loss"] == summary["final"]["loss"]
+    assert (tmp_path / objective / "pretraining_curves.png").stat().st_size > 10_000
+    assert not (tmp_path / objective / pretraining.STATE_FILE).exists()
+    # model.encoder=FOLDER loads exactly what was pretrained
+    config = load_config("demo", overrides={"model.encoder": str(tmp_path / objective)})
+    loaded = build_encoder(config.model).state_dict()
+    trained = load_file(tmp_path / objective / "model.safetensors")
+    assert all(torch.equal(loaded[k], trained[k]) for k in trained)
+    random = build_encoder(load_config("demo").model).state_dict()
+    assert not torch.equal(random["feature_extractor.conv_layers.0.conv.weight"],
+                           loaded["feature_extractor.conv_layers.0.conv.weight"])
+
+
+def test_wav2vec2_objective_runs_and_reports_its_codebook(speech, tmp_path):
+    summary = run(speech, tmp_path / "w2v", **{"pretrain.objective": "wav2vec2", "pretrain.steps": 8,
+                                               "pretrain.codevectors_per_group": 16, "pretrain.num_negatives": 10})
+    final = summary["final"]
+    assert 1.0 <= final["codevector_perplexity"] <= 32 and np.isfinite(final["contrastive"])
+
+
+def test_resumed_run_equals_an_uninterrupted_one(speech, tmp_path, monkeypatch):
+    whole = run(speech, tmp_path / "whole")
+    real_draw = pretraining.draw_batch
+
+    def interrupted(corpus, batch_size, crop_s, seed, step):
+        if step == 13:
+            raise KeyboardInterrupt
+        return real_draw(corpus, batch_size, crop_s, seed, step)
+
+    monkeypatch.setattr(pretraining, "draw_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(speech, tmp_path / "resumed")
+    assert (tmp_path / "resumed" / pretraining.STATE_FILE).exists()
+    with pytest.raises(ConfigError, match="--resume"):
+        run(speech, tmp_path / "resumed")
+    monkeypatch.setattr(pretraining, "draw_batch", real_draw)
+    config = load_config("demo", overrides=quick())
+    sources, described = pretraining.collect_sources([speech], [], task_adaptive=False)
+    resumed = pretraining.pretrain(config, sources, described, tmp_path / "resumed", resume=True, progress=False)
+    assert [r["loss"] for r in resumed["history"]] == [r["loss"] for r in whole["history"]]
+    digest = [hashlib.sha256((tmp_path / d / "model.safetensors").read_bytes()).hexdigest() for d in ("whole", "resumed")]
+    assert digest[0] == digest[1]
+
+
+def test_collapsed_objective_is_detected_and_fails_the_command(speech, tmp_path, capsys):
+    # One cluster: every frame has the same target, the loss is 0 from the start.
+    code = main(["pretrain", "--manifest", str(speech), "--out", str(tmp_path / "collapsed"),
+                 *[f"--set={k}={v}" for k, v in quick(**{"pretrain.num_clusters": 1, "pretrain.steps": 8}).items()]])
+    assert code == 1
+    assert "collapsed" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "collapsed" / "pretraining.json").read_text())
+    assert summary["collapsed"] and "loss fell" in summary["collapse_reasons"][0]
+
+
+def test_collapse_reasons_read_the_last_window():
+    config = PretrainConfig(objective="wav2vec2")
+    healthy = [{"step": s, "loss": 3.0, "contrastive": 2.5, "codevector_perplexity": 90.0, "frame_std": 0.6}
+               for s in range(8)]
+    assert collapse_reasons(healthy, config) == []
+    collapsed = healthy + [{"step": 9 + s, "loss": 0.5, "contrastive": 0.4, "codevector_perplexity": 2.0, "frame_std": 0.01}
+                           for s in range(4)]
+    reasons = collapse_reasons(collapsed, config)
+    assert any("codevector perplexity 2.0 of 128" in r for r in reasons)
+    assert any("vary little" in r for r in reasons)
+    # wav2vec 2.0 on the pretraining speech: 500 steps at chance, with a healthy codebook
+    stuck = [{"loss": 3.934, "contrastive": 3.931, "codevector_perplexity": 125.0, "frame_std": 0.65}] * 4
+    assert any("at chance" in r for r in collapse_reasons(stuck, config))
+    tera = PretrainConfig(objective="tera")
+    assert collapse_reasons([{"loss": 2.0, "mean_frame_l1": 2.3, "frame_std": 0.7}], tera) == []
+    assert "nothing learned" in collapse_reasons([{"loss": 2.3, "mean_frame_l1": 2.3, "frame_std": 0.7}], tera)[0]
+    hubert = PretrainConfig(objective="hubert", num_clusters=100)
+    assert collapse_reasons([{"loss": 2.0, "prediction_perplexity": 3.0, "frame_std": 0.5}], hubert)
+
+
+def test_shipped_encoder_loads_through_model_encoder():
+    folder = SHIPPED_ENCODERS[PRETRAINED_ENCODER]
+    files = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "pretraining.json"} <= files
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 20e6
+    summary = json.loads((folder / "pretraining.json").read_text())
+    assert not summary["collapsed"] and not summary["task_adaptive"]
+
+    from ser_lib.model import SERModel
+
+    config = load_config("demo", overrides={"model.encoder": PRETRAINED_ENCODER})
+    model = SERModel(config.model, num_classes=4).eval()
+    encoder = model.temporal.encoder.state_dict()
+    random = build_encoder(load_config("demo", overrides={"model.encoder": "tiny"}).model).state_dict()
+    assert encoder.keys() == random.keys()
+    assert not torch.equal(encoder["encoder.layers.0.attention.q_proj.weight"],
+                           random["encoder.layers.0.attention.q_proj.weight"])
+    waveform = torch.randn(2, 24000)
+    with torch.no_grad():
+        logits = model({"waveform": waveform, "waveform_lengths": torch.tensor([24000, 16000]),
+                        "fbank": torch.randn(2, 148, 40), "fbank_lengths": torch.tensor([148, 98])})["logits"]
+    assert logits.shape == (2, 4) and torch.isfinite(logits).all()
+
+
+def test_probe_command_scores_a_frozen_encoder(tiny_corpus, capsys):
+    assert main(["probe", "--manifest", str(tiny_corpus), "--json", "--set", "model.encoder=tiny",
+                 "--set", "runtime.threads=1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["utterances"] == 24 and 0.0 <= result["ua"] <= 1.0
+    assert sorted(result["per_speaker_ua"]) == ["S1F", "S1M", "S2F", "S2M"]
