@@ -16,7 +16,7 @@ from ser_lib.analysis import runs
 from ser_lib.cli import main as ser
 from ser_lib.errors import ConfigError, SerError
 from ser_lib.experiments.grid import grid_from_dict, load_grid
-from ser_lib.experiments.report import paired_against, reference_point
+from ser_lib.experiments.report import paired_against, paired_along, reference_point
 from ser_lib.experiments.sweep import run_sweep
 
 
@@ -42,6 +42,7 @@ def test_grid_expands_seed_major_and_names_runs():
     ({"grid": {"loss.nope": [1]}}, "unknown config key 'loss.nope'"),
     ({"colour": "red"}, "unknown grid key"),
     ({"folds": -1}, "folds must be"),
+    ({"grid": {"loss.beta": [0.1, 0.3]}, "contrast": "loss.alpha"}, "contrast 'loss.alpha' must be a grid key"),
 ])
 def test_bad_grids_are_config_errors_naming_the_problem(tree, message):
     with pytest.raises(ConfigError, match=message):
@@ -144,3 +145,18 @@ def test_notebook_06_renders_the_sweep(sweep, tmp_path):
     text = "".join(o.get("data", {}).get("text/markdown", "") if isinstance(o.get("data", {}).get("text/markdown"), str)
                    else "".join(o.get("data", {}).get("text/markdown", [])) for o in outputs)
     assert "Paired differences vs soft-static" in text
+
+
+def test_a_contrast_pairs_each_value_with_the_first_at_the_same_other_values():
+    """Table VII with two encoders: each pretrained variant minus the random one of the same variant."""
+    ua = {("tiny", "temporal", "A"): 25.0, ("tiny", "temporal", "B"): 27.0, ("tiny", "full", "A"): 70.0,
+          ("tiny", "full", "B"): 74.0, ("pre", "temporal", "A"): 55.0, ("pre", "temporal", "B"): 61.0,
+          ("pre", "full", "A"): 72.0, ("pre", "full", "B"): 73.0}
+    frame = pd.DataFrame([{"method": "paper", "model.encoder": encoder, "model.variant": variant, "seed": 0,
+                           "speaker": speaker, "row": f"paper [{encoder}, {variant}]", "wa": value, "ua": value,
+                           "macro_f1": value} for (encoder, variant, speaker), value in ua.items()])
+    paired = paired_along(frame, "model.encoder", "tiny", ["model.variant"])
+    assert set(paired) == {"paper [pre, temporal]", "paper [pre, full]"}
+    assert paired["paper [pre, temporal]"]["delta_ua"] == pytest.approx(((55 - 25) + (61 - 27)) / 2)
+    assert paired["paper [pre, full]"]["delta_ua"] == pytest.approx(((72 - 70) + (73 - 74)) / 2)
+    assert paired["paper [pre, full]"]["n_pairs"] == 2
