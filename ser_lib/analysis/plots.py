@@ -254,18 +254,19 @@ def plot_drift_comparison(corrected: Mapping[str, list], predicted: Mapping[str,
     return figure
 
 
-# What each pretraining objective's second panel shows: (history key, label) pairs.
+# The second panel of each pretraining objective: (history key, label) on its left axis, then on a
+# right axis of its own (the two have different scales).
 _PRETRAINING_PANELS = {
     "hubert": [("accuracy", "masked-frame accuracy"), ("prediction_perplexity", "clusters predicted (perplexity)")],
-    "tera": [("mean_frame_l1", "L1 of predicting the mean frame")],
     "wav2vec2": [("contrastive", "contrastive loss"), ("codevector_perplexity", "codevector perplexity")],
 }
 
 
 def plot_pretraining_curves(history: list[dict], objective: str) -> Figure:
-    """A pretraining run's curves against steps: its loss, what shows whether the objective learns or
-    collapses (accuracy and cluster usage, the mean-frame baseline, codebook usage), and how much the
-    encoder's hidden states vary across frames."""
+    """A pretraining run's curves against steps: its loss (for TERA beside the L1 of predicting the
+    mean frame), what shows whether the objective learns or collapses (masked-frame accuracy and
+    cluster usage; the contrastive loss and codebook usage; TERA: the learning rate), and how much
+    the encoder's hidden states vary across frames."""
     figure = Figure(figsize=(11, 3.2))
     axes = figure.subplots(1, 3)
     steps = [row["step"] for row in history]
@@ -274,15 +275,17 @@ def plot_pretraining_curves(history: list[dict], objective: str) -> Figure:
         axes[0].plot(steps, [row["mean_frame_l1"] for row in history], "--", label="mean-frame L1 (baseline)")
         axes[0].legend(fontsize=8)
     axes[0].set(xlabel="step", title=f"{objective}: loss")
-    panels = [p for p in _PRETRAINING_PANELS[objective] if objective != "tera"]
-    for key, label in panels:
-        axes[1].plot(steps, [row.get(key, np.nan) for row in history], label=label)
-    if panels:
-        axes[1].legend(fontsize=8)
-        axes[1].set_yscale("log" if objective != "hubert" else "linear")
+    if objective in _PRETRAINING_PANELS:
+        (left_key, left_label), (right_key, right_label) = _PRETRAINING_PANELS[objective]
+        axes[1].plot(steps, [row.get(left_key, np.nan) for row in history], color="C0")
+        axes[1].set_ylabel(left_label, color="C0")
+        right = axes[1].twinx()
+        right.plot(steps, [row.get(right_key, np.nan) for row in history], color="C1")
+        right.set_ylabel(right_label, color="C1")
+        axes[1].set(xlabel="step", title="learning and target usage")
     else:
         axes[1].plot(steps, [row["lr"] for row in history])
-    axes[1].set(xlabel="step", title="learning and target usage" if panels else "learning rate")
+        axes[1].set(xlabel="step", title="learning rate")
     axes[2].plot(steps, [row.get("frame_std", np.nan) for row in history])
     axes[2].set(xlabel="step", title="hidden-state std across frames")
     figure.tight_layout()

@@ -97,6 +97,9 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict]:
     return summary
 
 
+CONTRAST_SECTION = "at the same other settings"  # ends the title of a grid's contrast section
+
+
 def paired_against(frame: pd.DataFrame, reference: str, by: str = "method") -> dict[str, dict]:
     """Every other row minus the reference rows, paired on (fold, seed). `by="method"`: methods
     against method `reference` at the same grid point; `by="point"`: the grid points of one
@@ -151,7 +154,7 @@ def _paired_sections(state: dict, frame: pd.DataFrame) -> dict[str, dict]:
     contrast, values = state["grid"].get("contrast"), state["grid"]["grid"]
     if contrast is not None:
         others = [k for k in values if k != contrast]
-        sections[f"vs {contrast}={values[contrast][0]} at the same other settings"] = paired_along(
+        sections[f"vs {contrast}={values[contrast][0]} {CONTRAST_SECTION}"] = paired_along(
             frame, contrast, values[contrast][0], others)
     return {title: rows for title, rows in sections.items() if rows}
 
@@ -265,7 +268,8 @@ def _write_figures(sweep_dir: Path, frame: pd.DataFrame, summary: dict, grid: di
     name = summary["grid"]
     figures = {f"{name}_folds.png": _plot_fold_points(frame, summary)}
     for reference, rows in summary["paired"].items():
-        against = reference.split()[1] if "[" not in reference else "own-setting"  # "vs paper [α=..]": a grid point
+        against = ("contrast" if reference.endswith(CONTRAST_SECTION) else
+                   reference.split()[1] if "[" not in reference else "own-setting")  # "vs paper [α=..]": a grid point
         figures[f"{name}_paired_{against}.png"] = _plot_paired(rows, reference, name)
     keys = list(grid.get("grid", {}))
     if len(keys) == 2:
