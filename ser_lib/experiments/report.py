@@ -154,8 +154,9 @@ def _paired_sections(state: dict, frame: pd.DataFrame) -> dict[str, dict]:
     contrast, values = state["grid"].get("contrast"), state["grid"]["grid"]
     if contrast is not None:
         others = [k for k in values if k != contrast]
-        sections[f"vs {contrast}={values[contrast][0]} {CONTRAST_SECTION}"] = paired_along(
-            frame, contrast, values[contrast][0], others)
+        rows = paired_along(frame, contrast, values[contrast][0], others)
+        if rows not in sections.values():  # a one-key grid whose first value is the method's own setting
+            sections[f"vs {contrast}={values[contrast][0]} {CONTRAST_SECTION}"] = rows
     return {title: rows for title, rows in sections.items() if rows}
 
 
