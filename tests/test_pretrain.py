@@ -34,10 +34,10 @@ def quick(**overrides) -> dict:
     return settings | overrides
 
 
-def run(speech: Path, out: Path, **overrides) -> dict:
+def run(speech: Path, out: Path, utterances: int | None = None, **overrides) -> dict:
     config = load_config("demo", overrides=quick(**overrides))
     sources, described = pretraining.collect_sources([speech], [], task_adaptive=False)
-    return pretraining.pretrain(config, sources, described, out, progress=False)
+    return pretraining.pretrain(config, sources[:utterances], described, out, progress=False)
 
 
 def test_unlabelled_speech_has_its_own_speakers_and_words():
@@ -76,10 +76,13 @@ def test_labelled_manifest_needs_task_adaptive(tiny_corpus):
 
 @pytest.mark.parametrize("objective", ["hubert", "tera"])
 def test_pretraining_loss_falls_and_the_encoder_loads(speech, tmp_path, objective):
-    summary = run(speech, tmp_path / objective, **{"pretrain.objective": objective, "pretrain.steps": 48,
-                                                   "pretrain.batch_size": 6, "pretrain.log_every": 8})
+    # Two utterances, so that 100 steps are enough to learn them: random batches of a larger corpus
+    # make the loss of a few steps too noisy to show a fall.
+    summary = run(speech, tmp_path / objective, utterances=2,
+                  **{"pretrain.objective": objective, "pretrain.steps": 100, "pretrain.crop_s": 1.0,
+                     "pretrain.log_every": 16})
     losses = [row["loss"] for row in summary["history"]]
-    assert np.mean(losses[-2:]) < losses[0] - 0.05, losses
+    assert np.mean(losses[-2:]) < losses[0] - 0.2, losses
     if objective == "tera":  # learning means beating the mean frame
         assert summary["final"]["loss"] < summary["final"]["mean_frame_l1"]
     assert not summary["collapsed"]
@@ -131,7 +134,8 @@ def test_resumed_run_equals_an_uninterrupted_one(speech, tmp_path, monkeypatch):
 def test_collapsed_objective_is_detected_and_fails_the_command(speech, tmp_path, capsys):
     # One cluster: every frame has the same target, the loss is 0 from the start.
     code = main(["pretrain", "--manifest", str(speech), "--out", str(tmp_path / "collapsed"),
-                 *[f"--set={k}={v}" for k, v in quick(**{"pretrain.num_clusters": 1, "pretrain.steps": 8}).items()]])
+                 *[f"--set={k}={v}" for k, v in quick(**{"pretrain.objective": "hubert", "pretrain.num_clusters": 1,
+                                                           "pretrain.steps": 8}).items()]])
     assert code == 1
     assert "collapsed" in capsys.readouterr().err
     summary = json.loads((tmp_path / "collapsed" / "pretraining.json").read_text())
