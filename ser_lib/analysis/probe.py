@@ -24,7 +24,7 @@ from ..data.labels import partition
 from ..data.manifest import audio_path, read_manifest
 from ..data.inputs import utterance_inputs
 from ..model.encoder import build_encoder
-from ..model.temporal import TemporalBranch, normalize_waveform
+from ..model.temporal import TemporalBranch
 from ..runtime import seed_all
 
 
@@ -38,10 +38,7 @@ def pooled_embeddings(config: Config, frame: pd.DataFrame, progress: bool = True
         segments = utterance_inputs(audio_path(frame, row["path"]), config.data, config.features,
                                     row.get("start"), row.get("end"))
         waveform = torch.nn.utils.rnn.pad_sequence([s.waveform for s in segments], batch_first=True)
-        lengths = torch.tensor([s.num_valid_samples for s in segments])
-        mask = branch._sample_mask(waveform, lengths)
-        hidden = branch.encoder(normalize_waveform(waveform, mask), attention_mask=mask).last_hidden_state
-        frames = branch.encoder._get_feature_vector_attention_mask(hidden.shape[1], mask)
+        hidden, frames = branch.frames(waveform, torch.tensor([s.num_valid_samples for s in segments]))
         pooled = (hidden * frames[..., None]).sum(1) / frames.sum(1, keepdim=True)
         rows.append(pooled.mean(0).numpy())
     return np.stack(rows)

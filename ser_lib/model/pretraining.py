@@ -58,11 +58,15 @@ class _Objective(nn.Module):
         num_frames = int(self.encoder._get_feat_extract_output_lengths(torch.tensor(sample_mask.shape[1])))
         return self.encoder._get_feature_vector_attention_mask(num_frames, sample_mask.long()).bool()
 
-    def encode(self, waveform: torch.Tensor, sample_mask: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-        x = normalize_waveform(waveform, sample_mask)
+    def inputs(self, waveform: torch.Tensor, sample_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The normalised waveform and the attention mask the temporal branch would pass (none for a
+        group-norm front end, see `TemporalBranch`)."""
         use_mask = self.encoder.config.feat_extract_norm == "layer"
-        return self.encoder(x, attention_mask=sample_mask.long() if use_mask else None,
-                            mask_time_indices=masked).last_hidden_state
+        return normalize_waveform(waveform, sample_mask), sample_mask.long() if use_mask else None
+
+    def encode(self, waveform: torch.Tensor, sample_mask: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        x, attention_mask = self.inputs(waveform, sample_mask)
+        return self.encoder(x, attention_mask=attention_mask, mask_time_indices=masked).last_hidden_state
 
 
 def _frame_std(hidden: torch.Tensor, frame_mask: torch.Tensor) -> float:
@@ -158,9 +162,8 @@ class Contrastive(_Objective):
         masked = span_mask(frame_mask, self.config)
         negatives = _sample_negative_indices(tuple(masked.shape), self.config.num_negatives,
                                              mask_time_indices=masked.cpu().numpy())
-        x = normalize_waveform(batch["waveform"], sample_mask)
-        use_mask = self.encoder.config.feat_extract_norm == "layer"
-        out = self.model(x, attention_mask=sample_mask.long() if use_mask else None, mask_time_indices=masked,
+        x, attention_mask = self.inputs(batch["waveform"], sample_mask)
+        out = self.model(x, attention_mask=attention_mask, mask_time_indices=masked,
                          sampled_negative_indices=torch.from_numpy(negatives).long().to(masked.device),
                          output_hidden_states=True)
         # transformers sums both terms over the masked frames; per frame, as its pretraining example.

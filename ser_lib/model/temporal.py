@@ -90,6 +90,11 @@ class TemporalBranch(nn.Module):
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor,
                 front_end_features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.pooling(*self.frames(waveform, lengths, front_end_features))
+
+    def frames(self, waveform: torch.Tensor, lengths: torch.Tensor,
+               front_end_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's last hidden states [B, T, H] and their valid-frame mask [B, T], before pooling."""
         if waveform.ndim != 2:
             raise ValueError(f"waveform must be [B, samples], got {tuple(waveform.shape)}")
         sample_mask = self._sample_mask(waveform, lengths)
@@ -98,8 +103,7 @@ class TemporalBranch(nn.Module):
             hidden = self.encoder(x, attention_mask=sample_mask if self.uses_attention_mask else None).last_hidden_state
         else:
             hidden = self._encode_front_end(front_end_features, sample_mask)
-        frame_mask = self.encoder._get_feature_vector_attention_mask(hidden.shape[1], sample_mask)
-        return self.pooling(hidden, frame_mask)
+        return hidden, self.encoder._get_feature_vector_attention_mask(hidden.shape[1], sample_mask)
 
     def _sample_mask(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # An item shorter than one encoder frame (25 ms) is read with enough of its zero

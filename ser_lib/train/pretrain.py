@@ -34,7 +34,7 @@ from ..data.features import fbank
 from ..data.manifest import audio_path, read_manifest, vote_classes
 from ..errors import ConfigError, SerError, TrainingError
 from ..files import atomic_write_json
-from ..model.encoder import build_encoder
+from ..model.encoder import NAMED_ENCODERS, build_encoder
 from ..model.pretraining import build_objective, collapse_reasons
 from ..runtime import load_checkpoint, rng_state, save_checkpoint, seed_all, select_device, set_rng_state
 
@@ -205,14 +205,15 @@ def pretrain(config: Config, sources: list[Source], described: list[str], out_di
     if settings.objective == "hubert":
         fit_clusters(corpus, settings.num_clusters, settings.kmeans_frames, config.seed)
 
-    encoder_config = build_encoder(ModelConfig(encoder=settings.encoder, mask_time_prob=settings.mask_prob)).config
-    objective = build_objective(settings.objective, encoder_config, settings, corpus.frames[0].shape[1]).to(device)
+    start_from = build_encoder(ModelConfig(encoder=settings.encoder, mask_time_prob=settings.mask_prob))
+    objective = build_objective(settings.objective, start_from.config, settings, corpus.frames[0].shape[1])
+    if settings.encoder not in NAMED_ENCODERS:  # continue from a pretrained folder
+        objective.encoder.load_state_dict(start_from.state_dict())
+    objective = objective.to(device)
     optimizer = torch.optim.AdamW(objective.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     warmup = max(1, round(settings.warmup_share * settings.steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (settings.steps - s) / max(1, settings.steps - warmup))))
-    if settings.encoder not in ("tiny", "base"):  # continue from a pretrained folder
-        objective.encoder.load_state_dict(build_encoder(ModelConfig(encoder=settings.encoder)).state_dict())
 
     step, history, elapsed, flops_per_step = 0, [], 0.0, None
     if state_path.exists():

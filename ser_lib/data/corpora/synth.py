@@ -525,11 +525,19 @@ def synthesize_corpus(
     manifest_path.unlink(missing_ok=True)
     _remove_stale_wavs(out_dir, {u.path for u in utterances})
 
+    label = size if per_speaker is None else f"{per_speaker}/speaker"
+    durations = render_all(utterances, out_dir, sample_rate, workers, f"synth {label}", progress)
+    return write_manifest(manifest_frame(utterances, durations), manifest_path)
+
+
+def render_all(utterances: list[Utterance], out_dir: Path, sample_rate: int, workers: int, desc: str,
+               progress: bool) -> dict[int, float]:
+    """Render and write every utterance (in `workers` processes, at most one per
+    `UTTERANCES_PER_WORKER`); returns each one's duration in seconds, keyed by its index."""
     jobs = [(utt, str(out_dir), sample_rate) for utt in utterances]
     workers = max(1, min(workers, len(jobs) // UTTERANCES_PER_WORKER))
     durations: dict[int, float] = {}
-    label = size if per_speaker is None else f"{per_speaker}/speaker"
-    with tqdm(total=len(jobs), desc=f"synth {label}", unit="utt", disable=not progress) as bar:
+    with tqdm(total=len(jobs), desc=desc, unit="utt", disable=not progress) as bar:
         if workers == 1:
             for index, duration in map(_render_and_write, jobs):
                 durations[index] = duration
@@ -540,7 +548,7 @@ def synthesize_corpus(
                 for index, duration in pool.imap_unordered(_render_and_write, jobs, chunksize=4):
                     durations[index] = duration
                     bar.update()
-    return write_manifest(manifest_frame(utterances, durations), manifest_path)
+    return durations
 
 
 def _remove_stale_wavs(out_dir: Path, keep: set[str]) -> None:

@@ -22,12 +22,10 @@ The manifest has no vote columns (`manifest.read_manifest(labelled=False)` reads
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ...config import DataConfig
 from ...errors import ConfigError
@@ -145,21 +143,8 @@ def synthesize_unlabelled(out_dir: str | Path, hours: float, seed: int = 0, *, n
     manifest_path = out_dir / "manifest.csv"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path.unlink(missing_ok=True)
-    sample_rate = DataConfig().sample_rate
-    jobs = [(utt, str(out_dir), sample_rate) for utt in utterances]
-    workers = max(1, min(workers, len(jobs) // synth.UTTERANCES_PER_WORKER))
-    durations: dict[int, float] = {}
-    with tqdm(total=len(jobs), desc=f"unlabelled speech {hours:g} h", unit="utt", disable=not progress) as bar:
-        if workers == 1:
-            results = map(synth._render_and_write, jobs)
-            for index, duration in results:
-                durations[index] = duration
-                bar.update()
-        else:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for index, duration in pool.imap_unordered(synth._render_and_write, jobs, chunksize=8):
-                    durations[index] = duration
-                    bar.update()
+    durations = synth.render_all(utterances, out_dir, DataConfig().sample_rate, workers,
+                                 f"unlabelled speech {hours:g} h", progress)
     frame = pd.DataFrame({
         "utt_id": [u.utt_id for u in utterances], "path": [u.path for u in utterances],
         "speaker": [u.speaker for u in utterances], "duration": [durations[u.index] for u in utterances],
