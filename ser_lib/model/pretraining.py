@@ -171,7 +171,7 @@ class Contrastive(_Objective):
         contrastive, diversity = out.contrastive_loss / count, out.diversity_loss / count
         loss = contrastive + self.config.diversity_weight * diversity
         available = self.config.codevector_groups * self.config.codevectors_per_group
-        stats = {"contrastive": float(contrastive), "diversity": float(diversity),
+        stats = {"contrastive": contrastive.item(), "diversity": diversity.item(),
                  "codevector_perplexity": float(out.codevector_perplexity), "codevectors": available,
                  "frame_std": _frame_std(out.hidden_states[-1], frame_mask),
                  "masked_share": float(count / frame_mask.sum())}
