@@ -172,7 +172,7 @@ class Contrastive(_Objective):
         loss = contrastive + self.config.diversity_weight * diversity
         available = self.config.codevector_groups * self.config.codevectors_per_group
         stats = {"contrastive": contrastive.item(), "diversity": diversity.item(),
-                 "codevector_perplexity": float(out.codevector_perplexity), "codevectors": available,
+                 "codevector_perplexity": out.codevector_perplexity.item(), "codevectors": available,
                  "frame_std": _frame_std(out.hidden_states[-1], frame_mask),
                  "masked_share": float(count / frame_mask.sum())}
         return loss, stats
