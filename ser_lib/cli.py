@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="join this Ray cluster (default: local Ray on this machine)")
     sweep.add_argument("--resume", action="store_true", help="continue a sweep: finished folds are never rerun")
     sweep.add_argument("--concurrency", type=int, help="trials at once (default: cores / the grid's threads)")
+    sweep.add_argument("--gpus-per-trial", type=float, metavar="F",
+                       help="each trial's share of a GPU, e.g. 0.25 (default: none without GPUs, "
+                            "0.25 for the tiny encoders, 1 otherwise)")
     sweep.set_defaults(handler=cmd_sweep, profile="paper", config=None, set=[])
 
     report = commands.add_parser("report", help="tables, paired statistics and figures over a sweep folder")
@@ -332,7 +335,7 @@ def cmd_sweep(args, config: Config) -> int:
     from .experiments.sweep import run_sweep
 
     outcome = run_sweep(args.grid, args.manifest, args.out, address=args.address, resume=args.resume,
-                        concurrency=args.concurrency)
+                        concurrency=args.concurrency, gpus=args.gpus_per_trial)
     print(f"{outcome.trained} trials trained, {outcome.already_finished} finished before, "
           f"{len(outcome.failed)} failed; {len(outcome.complete_runs)} complete runs; "
           f"{outcome.wall_seconds:.0f} s. Report: ser report {args.out}")

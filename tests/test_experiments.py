@@ -75,6 +75,9 @@ def test_sweep_trains_every_trial_into_run_folders(sweep):
     for run in state["runs"]:
         assert len(runs.fold_dirs(sweep["dir"] / run["run"])) == 2
         assert (sweep["dir"] / run["run"] / "results.json").exists()
+        for fold in runs.fold_dirs(sweep["dir"] / run["run"]):  # a CPU-only machine: trials stay on the CPU
+            trial = runs.read_trial_info(fold)
+            assert (trial["device"], trial["gpu_ids"], trial["finished"]) == ("cpu", [], True) and trial["node_ip"]
 
 
 def test_a_finished_trial_is_never_run_again(sweep):

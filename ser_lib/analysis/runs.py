@@ -9,6 +9,7 @@
                         predictions.csv     test predictions
                         embeddings.npz      fused test embeddings (t-SNE, Fig. 6)
                         fold_result.json    the fold's record; written last, it marks a finished fold
+                        trial.json          in a sweep: the node, GPUs and device the trial ran on
     <run>/results.json, results.md, predictions.csv   over folds (`analysis.results`)
 
 Every other module asks this one for a path or a reader, so the layout is spelled once.
@@ -35,6 +36,7 @@ EMBEDDINGS = "embeddings.npz"
 PREDICTIONS_CSV = "predictions.csv"
 MODEL = "model.pt"
 MANIFEST_TXT = "manifest.txt"
+TRIAL_JSON = "trial.json"
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 
 
@@ -116,6 +118,18 @@ def write_fold_outputs(fold: Path, record: dict, predictions: pd.DataFrame, utt_
     with atomic_write(fold / EMBEDDINGS, "wb") as handle:
         np.savez(handle, utt_ids=np.array(utt_ids), embeddings=embeddings, labels=labels, probs=probs)
     atomic_write_json(fold / FOLD_RESULT, record)
+
+
+def write_trial_info(fold: Path, info: dict) -> None:
+    """Where a sweep trial ran (node, GPU ids, device); kept apart from the fold record, whose
+    content must not depend on the machine that trained it."""
+    Path(fold).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(fold) / TRIAL_JSON, info)
+
+
+def read_trial_info(fold: Path) -> dict | None:
+    path = Path(fold) / TRIAL_JSON
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_fold_record(fold: Path) -> dict:

@@ -2,20 +2,22 @@
 
 Every trial is one LOSO fold of one run and writes the usual fold folder, so the sweep folder
 is a tree of ordinary run folders (`METHOD/POINT/seed-N/fold-SPK`) that `ser report`, the
-notebooks and `ser loso --resume` all read. Ray only schedules: local Ray by default (one
-trial per `threads` cores), or an existing cluster with `address` (the sweep folder, the
-manifest's audio and the feature cache must then be on a filesystem every node sees).
+notebooks and `ser loso --resume` all read. Ray only schedules: a private local Ray by default
+(one trial per `threads` cores), or an existing cluster with `address` (the sweep folder, the
+manifest's audio and the feature cache must then be on a filesystem every node sees). Trials get
+GPUs when the cluster has them (`placement`), and each records the node it ran on.
 
 Resuming is by the files, not by Ray's state: a fold with `fold_result.json` is finished and is
 never run again, an interrupted fold continues from its checkpoint, and a failed trial is
-reported and does not stop the others. After the trials, every run whose folds are all finished
+reported and does not stop the others. A trial whose worker dies (killed, out of memory, a
+lost node) is retried by Ray up to `TRIAL_RETRIES` times and continues from its fold
+checkpoint. After the trials, every run whose folds are all finished
 gets its `results.json`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +32,13 @@ from ..errors import SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
 from ..train.folds import speakers_of
 from .grid import Grid, Run, load_grid
+from .placement import (cluster_gpus, describe_cluster, gpus_per_trial, granted_gpus, start_ray, this_node,
+                        trial_device)
 
 SWEEP_JSON = "sweep.json"
 GRID_YAML = "grid.yaml"
 RAY_DIR = "ray"
+TRIAL_RETRIES = 2  # a worker killed mid-fold is restarted this often; a fold that fails by itself fails again
 
 
 @dataclass
@@ -47,8 +52,12 @@ class SweepOutcome:
 
 
 def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path, address: str | None = None,
-              resume: bool = False, concurrency: int | None = None, progress: bool = True) -> SweepOutcome:
-    """Train every pending fold of the grid's runs; return what happened."""
+              resume: bool = False, concurrency: int | None = None, progress: bool = True,
+              gpus: float | None = None) -> SweepOutcome:
+    """Train every pending fold of the grid's runs; return what happened.
+
+    `gpus` is each trial's share of a GPU (`--gpus-per-trial`); None picks it from the cluster
+    (`placement.gpus_per_trial`)."""
     started = time.perf_counter()
     grid, out = load_grid(grid_path), Path(out).resolve()
     manifest_path = Path(manifest_path).resolve()
@@ -73,7 +82,8 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path,
               f"{finished} finished before, {len(trials)} to train")
     _write_state(out, grid, manifest_path, speakers, outcome)  # `ser report` can read a sweep still running
     if trials:
-        outcome.trained, outcome.failed = _tune(trials, out, manifest_path, grid, address, concurrency, progress)
+        outcome.trained, outcome.failed = _tune(trials, out, manifest_path, grid, address, concurrency, progress,
+                                                gpus)
     outcome.complete_runs = _summarize_complete(out, grid.runs(), speakers)
     outcome.wall_seconds = time.perf_counter() - started
     _write_state(out, grid, manifest_path, speakers, outcome)
@@ -89,46 +99,63 @@ def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
 
     config = config_from_dict(spec["config"], source=f"trial {spec['run']}/{spec['speaker']}")
     config.eval.folds = (spec["speaker"],)
+    node = this_node()
+    granted, _ = granted_gpus()
+    config.runtime.device = trial_device(config.runtime.device, granted, node["node_ip"])
     apply_threads(config.runtime)
     parted = load_partition(spec["manifest"], config.data)
     (fold,) = loso_folds(parted, config.eval)
     fold_dir = runs.fold_dir(Path(spec["out"]) / spec["run"], spec["speaker"])
     started = time.perf_counter()
+    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "finished": False})
     record = train_any_fold(config, parted, fold, fold_dir, FeatureCache(config.cache_dir), resume=True,
                             progress=False)
-    return {"wa": record["wa"], "ua": record["ua"], "macro_f1": record.get("macro_f1"),
-            "trial_seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "finished": True,
+                                     "trial_seconds": round(seconds, 2)})
+    return {"wa": record["wa"], "ua": record["ua"], "macro_f1": record.get("macro_f1"), "trial_seconds": seconds,
+            "node_ip": node["node_ip"]}
 
 
 def _indexed_trial(params: dict[str, Any], specs: list[dict]) -> dict[str, Any]:
-    return train_trial(specs[params["trial"]])
+    """A trial by its index. The workbench's own errors (a bad setting, a bad file, a missing GPU)
+    come back as a result, since retrying cannot mend them; anything else (a killed worker)
+    raises, and Ray retries the trial."""
+    try:
+        return train_trial(specs[params["trial"]])
+    except SerError as error:
+        return {"error": str(error)}
 
 
 def _tune(trials: list[dict], out: Path, manifest_path: Path, grid: Grid, address: str | None,
-          concurrency: int | None, progress: bool) -> tuple[int, list[dict]]:
+          concurrency: int | None, progress: bool, gpus: float | None) -> tuple[int, list[dict]]:
     import ray
     from ray import tune
 
-    specs = [{**t, "out": str(out), "manifest": str(manifest_path)} for t in trials]
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    owns_ray = start_ray(address)
     try:
+        available = cluster_gpus()
+        specs = [{**t, "out": str(out), "manifest": str(manifest_path),
+                  "gpus": gpus_per_trial(config_from_dict(t["config"]), gpus, available)} for t in trials]
+        if progress:
+            print(describe_cluster(grid.threads, [s["gpus"] for s in specs]))
         callback = _progress_callback(specs, progress)
         # The specs travel through Ray's object store; the trial's only parameter is its index, so
         # Ray's trial names and logs stay short.
-        trainable = tune.with_resources(tune.with_parameters(_indexed_trial, specs=specs), {"cpu": grid.threads})
+        trainable = tune.with_resources(tune.with_parameters(_indexed_trial, specs=specs),
+                                        lambda params: {"cpu": grid.threads, "gpu": specs[params["trial"]]["gpus"]})
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(list(range(len(specs))))},
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrency or None),
             run_config=tune.RunConfig(name=grid.name, storage_path=str(out / RAY_DIR), verbose=0,
-                                      callbacks=[callback]),
+                                      callbacks=[callback],
+                                      failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES)),
         )
         tuner.fit()
     finally:
-        ray.shutdown()
+        if owns_ray:
+            ray.shutdown()
     return callback.completed, callback.failed
 
 
@@ -149,13 +176,17 @@ def _progress_callback(specs: list[dict], progress: bool):
             return f"{spec['run']}/fold-{spec['speaker']}"
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.completed += 1
             result = trial.last_result or {}
+            if "error" in result:
+                return self._fail(trial, result["error"])
+            self.completed += 1
             self.bar.set_postfix_str(f"{self._name(trial)} WA {result.get('wa', float('nan')):.1f}")
             self.bar.update()
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            error = _error_text(trial)
+            self._fail(trial, _error_text(trial))
+
+        def _fail(self, trial, error: str):
             self.failed.append({"trial": self._name(trial), "error": error})
             tqdm.write(f"FAILED {self._name(trial)}: {error}")
             self.bar.update()
