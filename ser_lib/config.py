@@ -32,7 +32,7 @@ CORRECTION_UPDATES = ("step", "running")
 TRAIN_TARGETS = ("soft", "clear_only", "plurality")
 # How a long utterance is cut (see ser_lib.audio.segment_bounds).
 SEGMENTATIONS = ("equal", "chunks")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAINERS = ("algorithm1", "smile-svm")
 
 
@@ -335,11 +335,19 @@ class RuntimeConfig:
     num_workers: int = 0
     # torch intra-op threads of this process; 0 leaves torch's default (all cores).
     threads: int = 0
-    # Autocast precision: "auto" = bf16 on CUDA and on CPUs with native bf16 (runtime.autocast_dtype),
-    # full precision elsewhere; "bf16" always; "fp32" never autocasts.
+    # Autocast precision: "auto" = bf16 on CUDA GPUs from Ampere on (compute capability 8.0) and on CPUs
+    # with native bf16, fp16 with loss scaling on older GPUs (T4, V100), full precision elsewhere
+    # (runtime.autocast_dtype); "bf16" and "fp16" always; "fp32" never autocasts.
     precision: str = "auto"
+    # Train stage 1 once per fold, seed and stage-1 settings and let every run that would train it
+    # identically load it (`train.stage1_store`): the runs of a sweep over methods, α, β or loss
+    # settings mostly share it. A runtime setting because the reused stage equals a retrained one
+    # (bit for bit on CPU), so sharing changes the time a run takes, not its result.
+    share_stage1: bool = True
 
     def validate(self) -> None:
+        if not isinstance(self.share_stage1, bool):
+            raise ConfigError(f"runtime.share_stage1 must be true or false, got {self.share_stage1!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise ConfigError(f"runtime.device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
         if self.num_workers < -1:

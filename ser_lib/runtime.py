@@ -5,7 +5,8 @@ it is shared by training, inference and benchmarks.
 
 - `select_device`: CUDA, then MPS, then CPU for "auto".
 - `apply_threads`: this process's torch intra-op threads (`runtime.threads`).
-- `autocast`: bf16 autocast where it pays (`runtime.precision`, see `autocast_dtype`).
+- `autocast`: bf16 or fp16 autocast where it pays (`runtime.precision`, see `autocast_dtype`);
+  `grad_scaler`: the loss scaling that fp16 needs (a disabled, no-op scaler otherwise).
 - `seed_all`, `rng_state`, `set_rng_state`: torch, CUDA and numpy generators. numpy is
   included because transformers draws wav2vec2's SpecAugment masks from its global RNG;
   restoring all three is what makes a resumed run equal an uninterrupted one.
@@ -53,26 +54,46 @@ def apply_threads(runtime: RuntimeConfig) -> None:
         torch.set_num_threads(runtime.threads)
 
 
+HALF_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype of `runtime.precision` on `device`, None for full precision.
 
-    "auto" is bf16 on CUDA (no loss scaling needed) and on CPUs whose oneDNN runs bf16 (AVX-512
-    or AMX x86, bf16 ARM), where it measured 1.2x faster per training step; full precision on
-    other CPUs (where bf16 would be emulated) and on MPS.
+    "auto" is bf16 on CUDA GPUs that run it natively (`cuda_has_native_bf16`) and fp16 on older
+    ones (T4, V100), where bf16 is emulated or refused; fp16 trains with loss scaling
+    (`grad_scaler`). On CPUs "auto" is bf16 where oneDNN runs it (AVX-512 or AMX x86, bf16 ARM),
+    where it measured 1.2x faster per training step; full precision on other CPUs (where bf16
+    would be emulated) and on MPS.
     """
     if precision == "fp32":
         return None
-    if precision == "bf16" or device.type == "cuda":
-        return torch.bfloat16
+    if precision in HALF_DTYPES:
+        return HALF_DTYPES[precision]
+    if device.type == "cuda":
+        return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Compute capability 8.0 (Ampere) or later: the first GPUs with bf16 tensor cores."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def autocast(device: torch.device, precision: str = "auto"):
     """Autocast to `autocast_dtype(device, precision)`, or nothing for full precision."""
     dtype = autocast_dtype(device, precision)
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str = "auto") -> torch.amp.GradScaler:
+    """A loss scaler, enabled under fp16 autocast only: fp16's narrow exponent range flushes small
+    gradients to zero unless the loss is scaled up first. bf16 has fp32's range and needs none.
+    A disabled scaler passes everything through, so fp32 and bf16 steps are unchanged."""
+    enabled = autocast_dtype(device, precision) == torch.float16
+    return torch.amp.GradScaler(device.type, enabled=enabled)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -32,8 +32,9 @@ What is measured, and how:
 - **Training throughput**: segments per second of one stage-1 step (`TemporalClassifier`,
   clear rows) and one stage-2 step (`SERModel`, the joint loss, half the rows ambiguous) at
   `train.batch_size`, made by `train.stage`'s own `forward_loss` and `optimizer_step` with the
-  run's `runtime.precision` and, with `model.freeze_feature_encoder`, the front end's output
-  precomputed as training does; warm-up steps excluded. The FLOPs of the timed steps are counted by replaying them under the counter
+  run's `runtime.precision` (and its loss scaler under fp16) and, with
+  `model.freeze_feature_encoder`, the front end's output precomputed as training does; warm-up
+  steps excluded. The FLOPs of the timed steps are counted by replaying them under the counter
   with the same seeds (layer drop and time masking make steps differ), backward included.
 """
 
@@ -65,9 +66,10 @@ from ..errors import ConfigError
 from ..method.losses import JointLoss
 from ..model import SERModel, TemporalClassifier
 from ..model.encoder import build_encoder
-from ..runtime import autocast, autocast_dtype, seed_all, to_device
+from ..runtime import autocast, autocast_dtype, grad_scaler, seed_all, to_device
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}  # of runtime.autocast_dtype
 PAPER_LENGTHS = (1.0, 1.2, 1.6, 1.94)
 DEFAULT_LENGTHS = PAPER_LENGTHS + (3.0, 7.0)
 # Table VI of the paper (RTX 3090, batch 1, full model, 100 runs). Only the 1 s row is known
@@ -344,7 +346,7 @@ def measure_training_throughput(config: Config, encoder: str, device: torch.devi
     device = torch.device(device)
     config = with_encoder(config, encoder)
     peaks = measure_peaks(device) if peaks is None else peaks
-    dtype = "fp32" if autocast_dtype(device, config.runtime.precision) is None else "bf16"  # as training runs
+    dtype = DTYPE_NAMES[autocast_dtype(device, config.runtime.precision)]  # as training runs
     results = {"length_s": float(length_s), "batch_size": config.train.batch_size, "steps": steps,
                "warmup": warmup, "device": str(device), "dtype": dtype}
     stages = {"stage1": (True, 0.0), "stage2": (False, AMBIGUOUS_FRACTION)}
@@ -376,11 +378,12 @@ def _time_training_steps(model: torch.nn.Module, batch: dict, config: Config, de
     weights = torch.ones(len(config.data.classes)) if config.loss.class_weights else None
     loss_fn = JointLoss(config.loss, weights, config.correction).to(device)
     optimizer = make_optimizer(model, config.train)
+    scaler = grad_scaler(device, config.runtime.precision)
 
     def train_steps(count: int) -> None:
         for _ in range(count):
             loss, _ = forward_loss(model, batch, loss_fn, device, config.runtime.precision)
-            optimizer_step(loss, model, optimizer, config.train.grad_clip)
+            optimizer_step(loss, model, optimizer, config.train.grad_clip, scaler)
 
     train_steps(warmup)
     seed_all(config.seed)

@@ -5,7 +5,8 @@ Stage 1 fine-tunes the temporal branch with a classification head on the clear s
 fusion and classifier → Mp, and trains it on S_A ∪ S_B, shuffled: in every step the ambiguous
 targets are corrected from the current predictions (eq. 6, inside `method.losses.joint_loss`)
 and the label store records them per epoch. Both stages stop early on the validation UA
-(`stage.StageRunner`, which also makes them resumable).
+(`stage.StageRunner`, which also makes them resumable). Runs whose stage 1 would be identical
+share one (`runtime.share_stage1`, `stage1_store`).
 
 `train_fold` then evaluates Mp on the test speaker and writes the fold's folder
 (`analysis.runs`); its record holds the test metrics, divergences to the truth (synthetic
@@ -20,6 +21,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..analysis import runs
 from ..analysis.divergence import js_divergence
@@ -35,6 +37,7 @@ from ..runtime import seed_all, select_device
 from .evaluate import Predictions, predict
 from .folds import Fold, FoldData, prepare_fold
 from .stage import StageProgress, StageRunner
+from .stage1_store import Stage1Store, stage1_identity
 
 STAGE1, STAGE2 = "stage1", "stage2"
 
@@ -76,7 +79,7 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
     weights = class_weights_for(data.train, config, num_classes)
 
     # Stage 1: the temporal branch on clear samples (M1p). The spatial-only variant has none.
-    stage1 = None
+    stage1, stage1_reused = None, False
     if config.model.variant == "spatial":
         seed_all(stage_seed(config.seed, fold.test_speaker, STAGE2))
         model = SERModel(config.model, num_classes)
@@ -86,9 +89,8 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
         if config.model.freeze_feature_encoder:
             freeze_front_end(stage1_model.temporal, data, device)
         if config.train.stage1_max_epochs > 0:
-            stage1 = StageRunner(STAGE1, stage1_model, data, data.train_clear, config, device,
-                                 runs.stage_checkpoint(fold_dir, STAGE1), config.train.stage1_max_epochs, weights,
-                                 progress=progress, on_epoch_end=on_epoch_end).run(resume)
+            stage1, stage1_reused = _stage1(config, fold, data, stage1_model, weights, device, fold_dir, resume,
+                                            progress, on_epoch_end)
         # Stage 2: M1p's temporal branch + fresh spatial branch, fusion and classifier (Mp).
         seed_all(stage_seed(config.seed, fold.test_speaker, STAGE2))
         model = SERModel.from_stage1(stage1_model.cpu(), config.model, num_classes)
@@ -106,12 +108,32 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
     save_model(fold_dir / runs.MODEL, runner.model, config, classes)
     store.save(fold_dir / runs.LABEL_HISTORY)
     test = predict(runner.model, data.test, config, device)
-    record = _fold_record(fold, config, data, test, runner, store, stage1, stage2)
+    record = _fold_record(fold, config, data, test, runner, store, stage1, stage2, stage1_reused)
     labels = [classes[k] for k in test.labels]
     predictions = predictions_frame(test.utt_ids, [fold.test_speaker] * len(labels), fold.test_speaker, labels,
                                     test.probs, classes)
     runs.write_fold_outputs(fold_dir, record, predictions, test.utt_ids, test.embeddings, test.labels, test.probs)
     return record
+
+
+def _stage1(config: Config, fold: Fold, data: FoldData, model: TemporalClassifier, weights, device,
+            fold_dir: Path, resume: bool, progress: bool, on_epoch_end) -> tuple[StageProgress, bool]:
+    """Stage 1 into `model`: trained here (resuming from the fold's checkpoint), or, with
+    `runtime.share_stage1`, loaded from the shared store when an identical one was trained before.
+    Returns its progress and whether it was reused."""
+    def train() -> StageProgress:
+        checkpoint = runs.stage_checkpoint(fold_dir, STAGE1)
+        return StageRunner(STAGE1, model, data, data.train_clear, config, device, checkpoint,
+                           config.train.stage1_max_epochs, weights, progress=progress,
+                           on_epoch_end=on_epoch_end).run(resume)
+
+    if not config.runtime.share_stage1:
+        return train(), False
+    identity = stage1_identity(config, fold, data, weights, model, device)
+    state, reused = Stage1Store(config.cache_dir).get_or_train(identity, model, train)
+    if reused and progress:
+        tqdm.write(f"stage1: reused (best epoch {state.best_epoch}, trained in {state.train_seconds:.0f} s)")
+    return state, reused
 
 
 def _label_store(classes, data: FoldData, config: Config) -> LabelStore:
@@ -134,15 +156,20 @@ def _stack_true(samples: list[Sample]) -> torch.Tensor | None:
 
 
 def _fold_record(fold, config, data: FoldData, test: Predictions, runner: StageRunner, store: LabelStore,
-                 stage1: StageProgress | None, stage2: StageProgress) -> dict:
+                 stage1: StageProgress | None, stage2: StageProgress, stage1_reused: bool) -> dict:
+    """The fold's record. A reused stage 1 keeps its history and best epoch; its seconds are
+    `stage1_train_seconds`, not part of `train_seconds`, which counts what this run trained."""
     classes = data.classes
     metrics = classification_metrics(test.labels, test.probs.argmax(axis=1), classes)
+    trained_here = ([stage1] if stage1 and not stage1_reused else []) + [stage2]
     record = fold_record(
         fold, metrics,
         history=(stage1.history if stage1 else []) + stage2.history,
         best_epoch={"stage1": stage1.best_epoch if stage1 else None, "stage2": stage2.best_epoch},
-        train_seconds=(stage1.train_seconds if stage1 else 0.0) + stage2.train_seconds,
-        train_samples_seen=(stage1.train_samples if stage1 else 0) + stage2.train_samples,
+        train_seconds=sum(s.train_seconds for s in trained_here),
+        train_samples_seen=sum(s.train_samples for s in trained_here),
+        stage1_reused=stage1_reused,
+        stage1_train_seconds=stage1.train_seconds if stage1 else None,
         num_train={"clear": len(data.train_clear), "ambiguous": len(data.train_ambiguous)},
     )
     record["train_samples_per_second"] = record["train_samples_seen"] / max(record["train_seconds"], 1e-9)

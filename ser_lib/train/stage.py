@@ -1,12 +1,14 @@
 """One training stage of Algorithm 1, epoch by epoch, with early stopping and resume.
 
-Each step: forward (bf16 autocast on CUDA; `runtime.precision`), the joint loss with real-time
-correction (eqs. 6-11, `method.losses.JointLoss`), a finite-loss check naming the batch's
-utterances, backward, gradient clipping and an Adam step; the label store records the
-ambiguous rows' y_s, y_c and y_g. Each epoch ends with validation (utterance-level UA, WA breaking ties) and an atomic
+Each step: forward (autocast per `runtime.precision`: bf16, or fp16 on GPUs before Ampere), the
+joint loss with real-time correction (eqs. 6-11, `method.losses.JointLoss`), a finite-loss check
+naming the batch's utterances, backward, gradient clipping and an Adam step; under fp16 the
+backward is loss-scaled and a step whose gradients overflowed is skipped (`optimizer_step`, counted
+in the history as skipped_steps). The label store records the ambiguous rows' y_s, y_c and y_g.
+Each epoch ends with validation (utterance-level UA, WA breaking ties) and an atomic
 checkpoint of everything that determines the rest of the run: model, best model, optimiser,
-RNG states, label store and early-stopping state. A resumed stage therefore continues exactly
-where it stopped; on CPU with a fixed seed it equals an uninterrupted run.
+loss scale, RNG states, label store and early-stopping state. A resumed stage therefore continues
+exactly where it stopped; on CPU with a fixed seed it equals an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from ..data.samples import Sample
 from ..errors import TrainingError
 from ..method.label_store import LabelStore
 from ..method.losses import JointLoss
-from ..runtime import autocast, load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_device
+from ..runtime import (autocast, grad_scaler, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                       to_device)
 from .evaluate import evaluate
 from .folds import FoldData
 
@@ -57,6 +60,7 @@ class StageRunner:
         self.label_store, self.progress, self.on_epoch_end = label_store, progress, on_epoch_end
         self.loss_fn = JointLoss(config.loss, class_weights, config.correction).to(device)
         self.optimizer = make_optimizer(model, config.train)
+        self.scaler = grad_scaler(device, config.runtime.precision)
         self.loader = make_loader(train_samples, config.train.batch_size, shuffle=True, seed=config.seed,
                                   bucket_by_length=config.train.bucket_by_length,
                                   num_workers=config.runtime.num_workers)
@@ -69,20 +73,21 @@ class StageRunner:
         while not self.state.done:
             epoch = self.state.epoch + 1
             started = time.perf_counter()
-            train_loss = self._train_epoch(epoch)
+            train_loss, skipped = self._train_epoch(epoch)
             validation = evaluate(self.model, self.data.validation, self.config, self.device, self.data.classes)
             self.state.train_seconds += time.perf_counter() - started
-            self._end_epoch(epoch, train_loss, validation)
+            self._end_epoch(epoch, train_loss, skipped, validation)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self.stage, epoch)
         self.model.load_state_dict(self.best_weights)
         return self.state
 
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self, epoch: int) -> tuple[float, int]:
+        """The epoch's mean training loss and the number of steps the loss scaler skipped."""
         self.model.train()
         self.loader.set_epoch(epoch)
         self.loss_fn.set_epoch(epoch, self.max_epochs)
-        total, count = 0.0, 0
+        total, count, skipped = 0.0, 0, 0
         bar = tqdm(self.loader, desc=f"{self.stage} epoch {epoch}", leave=False, disable=not self.progress)
         for batch in bar:
             batch = to_device(batch, self.device)
@@ -90,8 +95,9 @@ class StageRunner:
             if self.label_store is not None and self.config.correction.update == "running":
                 batch = self._with_running_labels(batch, epoch)
             loss, parts = forward_loss(self.model, batch, self.loss_fn, self.device, self.config.runtime.precision)
+            # The loss, not its gradients: fp16 gradients that overflow are the scaler's to skip.
             _check_finite(parts["per_sample"], batch, self.stage, epoch)
-            optimizer_step(loss, self.model, self.optimizer, self.config.train.grad_clip)
+            skipped += not optimizer_step(loss, self.model, self.optimizer, self.config.train.grad_clip, self.scaler)
             tracked = self._tracked_rows(batch)
             if self.label_store is not None and bool(tracked.any()):
                 self.label_store.record(epoch, batch["sample_ids"], observed.cpu(), parts["corrected"].cpu(),
@@ -100,7 +106,7 @@ class StageRunner:
             count += len(batch["sample_ids"])
             bar.set_postfix(loss=f"{total / count:.4f}")
         self.state.train_samples += count
-        return total / count
+        return total / count, skipped
 
     def _tracked_rows(self, batch: dict) -> torch.Tensor:
         """The rows the label store follows: the ambiguous ones, or every row when a running
@@ -121,7 +127,7 @@ class StageRunner:
         y_soft[tracked.to(y_soft.device)] = running
         return {**batch, "y_soft": y_soft}
 
-    def _end_epoch(self, epoch: int, train_loss: float, validation: dict) -> None:
+    def _end_epoch(self, epoch: int, train_loss: float, skipped: int, validation: dict) -> None:
         state = self.state
         state.epoch = epoch
         score = (validation["ua"], validation["wa"])
@@ -131,13 +137,17 @@ class StageRunner:
             self.best_weights = _copy_state(self.model)
         else:
             state.bad_epochs += 1
-        state.history.append({"stage": self.stage, "epoch": epoch, "train_loss": train_loss,
-                              "val_wa": validation["wa"], "val_ua": validation["ua"]})
+        row = {"stage": self.stage, "epoch": epoch, "train_loss": train_loss,
+               "val_wa": validation["wa"], "val_ua": validation["ua"]}
+        if self.scaler.is_enabled():  # fp16 only, so fp32 and bf16 records keep their keys
+            row["skipped_steps"] = skipped
+        state.history.append(row)
         state.done = state.bad_epochs >= self.config.train.patience or epoch + 1 >= self.max_epochs
         if self.progress:
             mark = "*" if improved else " "
+            skips = f"  {skipped} fp16 steps skipped" if skipped else ""
             tqdm.write(f"{self.stage} epoch {epoch:3d}{mark} loss {train_loss:.4f}  "
-                       f"val WA {validation['wa']:5.1f}  UA {validation['ua']:5.1f}")
+                       f"val WA {validation['wa']:5.1f}  UA {validation['ua']:5.1f}{skips}")
         save_checkpoint(self.checkpoint, self._snapshot())
 
     def _snapshot(self) -> dict:
@@ -146,7 +156,7 @@ class StageRunner:
         snapshot = {
             "stage": self.stage, "progress": state,
             "model": self.model.state_dict(), "best_model": self.best_weights,
-            "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
         }
         if self.label_store is not None:
             snapshot["label_store"] = self.label_store.state_dict()
@@ -158,6 +168,10 @@ class StageRunner:
         self.model.load_state_dict(snapshot["model"])
         self.best_weights = snapshot["best_model"]
         self.optimizer.load_state_dict(snapshot["optimizer"])
+        # Empty from a disabled scaler and absent from checkpoints older than loss scaling: both
+        # leave the fresh scaler (and an fp32 or bf16 resume ignores a saved fp16 scale).
+        if snapshot.get("scaler"):
+            self.scaler.load_state_dict(snapshot["scaler"])
         progress = dict(snapshot["progress"])
         progress["best_score"] = tuple(progress["best_score"])
         self.state = StageProgress(**progress)
@@ -179,14 +193,27 @@ def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: JointLoss, device
     return loss_fn(logits.float(), batch["y_soft"], batch["ambiguous"])
 
 
+_NO_SCALING = torch.amp.GradScaler("cpu", enabled=False)  # passes everything through
+
+
 def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   grad_clip: float) -> None:
-    """Backward, gradient-norm clipping (0 = off) and one optimiser step."""
+                   grad_clip: float, scaler: torch.amp.GradScaler | None = None) -> bool:
+    """Backward, gradient-norm clipping (0 = off) and one optimiser step; False when skipped.
+
+    With an enabled `scaler` (fp16, `runtime.grad_scaler`) the backward runs on the scaled loss,
+    and a step whose gradients overflowed to inf or NaN is skipped while the scale backs off. A
+    disabled scaler (or None) is the plain backward and step.
+    """
+    scaler = _NO_SCALING if scaler is None else scaler
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    scale = scaler.get_scale()  # always 1.0 when disabled
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= scale  # the scale backs off exactly when the step was skipped
 
 
 def _copy_state(model: torch.nn.Module) -> dict:
