@@ -3,6 +3,8 @@
 - `start_ray`: a local sweep starts its own Ray instance (`address="local"`), never a bare
   `ray.init()`, which would join whatever cluster `ray start` left on the machine; `--address`
   joins a cluster; a Ray the caller already started (a notebook, a test) is used as it is.
+- `record_local_ray` / `end_leftover_ray`: the sweep folder notes the processes of its private
+  Ray, so that `--resume` after a killed driver ends those still running (and nothing else).
 - `gpus_per_trial`: `--gpus-per-trial`, or automatically 0 without GPUs, a quarter of a GPU for
   the tiny encoders (several small trials share one device) and a whole one otherwise.
 - `trial_device`: `runtime.device` inside a trial follows what Ray granted. Ray gives a task that
@@ -14,16 +16,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from pathlib import Path
 
 from ..config import Config
 from ..errors import SerError
+from ..files import atomic_write_json
 
 # Encoders small enough that several trials share one GPU (their models are ~1 MB; a trial is
 # bound by its data pipeline, not by the GPU).
 SMALL_ENCODERS = ("tiny", "tiny-pretrained")
 SMALL_TRIAL_GPU_SHARE = 0.25
+LOCAL_RAY_JSON = "local_ray.json"  # in the sweep folder while its driver runs a private Ray
 
 
 def start_ray(address: str | None) -> bool:
@@ -39,6 +45,77 @@ def start_ray(address: str | None) -> bool:
     else:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     return True
+
+
+def record_local_ray(folder: Path) -> None:
+    """Note the processes of the private Ray instance this driver just started (pid and start
+    time), so that a sweep resumed after this driver was killed can end what it left behind."""
+    import psutil
+
+    driver, ray_processes = psutil.Process(), []
+    for process in driver.children(recursive=True):
+        try:
+            if _is_ray(process):
+                ray_processes.append(_identity(process))
+        except psutil.Error:
+            pass  # ended meanwhile (an idle worker), or not ours to read
+    atomic_write_json(folder / LOCAL_RAY_JSON, {"driver": _identity(driver), "processes": ray_processes})
+
+
+def end_leftover_ray(folder: Path) -> list[str]:
+    """End what the private Ray of a killed driver of this sweep left running, and say what.
+
+    Ray's GCS and raylet die with their driver and the workers follow within seconds, but its
+    dashboard and runtime-env agents outlive a killed driver by minutes. Only processes that
+    `record_local_ray` noted and that still run with their noted start time are ended (never
+    another Ray instance, nor a process that reused a pid), and only once that driver is gone."""
+    path = folder / LOCAL_RAY_JSON
+    if not path.exists():
+        return []
+    noted = json.loads(path.read_text())
+    if _still_running(noted["driver"]) is not None:
+        return []  # that sweep still runs: its Ray is not left over
+    import psutil
+
+    ended = []
+    for entry in noted["processes"]:
+        process = _still_running(entry)
+        try:
+            if process is not None:
+                process.kill()
+                ended.append(f"{entry['name']} (pid {entry['pid']})")
+        except psutil.NoSuchProcess:
+            pass  # it ended by itself meanwhile
+    path.unlink()
+    return ended
+
+
+def forget_local_ray(folder: Path) -> None:
+    """After `ray.shutdown()`: nothing of this driver's Ray is left to end."""
+    (folder / LOCAL_RAY_JSON).unlink(missing_ok=True)
+
+
+def _is_ray(process) -> bool:
+    """A process of Ray's (not another child of a notebook's kernel, say)."""
+    command = " ".join(process.cmdline())
+    return command.startswith("ray::") or f"{os.sep}ray{os.sep}" in command
+
+
+def _identity(process) -> dict:
+    return {"pid": process.pid, "name": process.name(), "started": process.create_time()}
+
+
+def _still_running(entry: dict):
+    """The process `entry` noted, if it still runs (the same pid and start time), else None."""
+    import psutil
+
+    try:
+        process = psutil.Process(entry["pid"])
+        if process.create_time() == entry["started"] and process.status() != psutil.STATUS_ZOMBIE:
+            return process
+    except psutil.Error:
+        pass
+    return None
 
 
 def cluster_gpus() -> float:
