@@ -111,11 +111,10 @@ def _still_running(entry: dict):
 
     try:
         process = psutil.Process(entry["pid"])
-        if process.create_time() == entry["started"] and process.status() != psutil.STATUS_ZOMBIE:
-            return process
-    except psutil.Error:
-        pass
-    return None
+        alive = process.create_time() == entry["started"] and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # gone, or no longer ours to inspect
+        return None
+    return process if alive else None
 
 
 def cluster_gpus() -> float:
