@@ -22,6 +22,7 @@ from .runtime import apply_threads
 DEFAULT_SYNTH_DIR = Path("data/synth-small")
 DEFAULT_FIGURES_DIR = Path("figures")
 DEFAULT_DEMO_RUN = Path("runs/demo")
+DEFAULT_CREMAD_DIR = Path("data/crema-d")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="dialog wav cut by start/end (default), or the per-turn sentences/wav files "
                               "(mono; use them if your dialog wavs hold both actors on two channels)")
     iemocap.set_defaults(handler=cmd_manifest_iemocap)
+    cremad = manifest_commands.add_parser("crema-d", parents=[common], help="manifest for CREMA-D (crowd votes)")
+    cremad.add_argument("--root", required=True, type=Path,
+                        help="CREMA-D checkout with processedResults/, VideoDemographics.csv and AudioWAV/ "
+                             "(the audio fetched by git lfs pull)")
+    cremad.add_argument("--out", type=Path, help="manifest CSV to write (default: data/crema-d/manifest.csv, "
+                                                "manifest-face.csv or manifest-audiovisual.csv)")
+    cremad.add_argument("--ratings", choices=("voice", "face", "audiovisual"), default="voice",
+                        help="whose votes: raters who heard the voice only (default), saw the face only, or both")
+    cremad.set_defaults(handler=cmd_manifest_cremad)
 
     part = commands.add_parser("partition", parents=[common], help="clear/ambiguous partition (Table II)")
     part.add_argument("--manifest", required=True, type=Path)
@@ -89,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", parents=[common], help="train and evaluate one LOSO fold (two stages)")
     train.add_argument("--manifest", required=True, type=Path)
-    train.add_argument("--fold", required=True, help="the held-out (test) speaker")
+    train.add_argument("--fold", required=True,
+                       help="the fold: its held-out (test) speaker, or k03-of-10 with eval.kfold")
     train.add_argument("--out", required=True, type=Path, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
     train.set_defaults(handler=cmd_train)
@@ -97,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     loso = commands.add_parser("loso", parents=[common], help="leave-one-speaker-out: all or some folds, aggregated")
     loso.add_argument("--manifest", required=True, type=Path)
     loso.add_argument("--out", required=True, type=Path, help="run folder")
-    loso.add_argument("--folds", help="comma-separated test speakers (default: eval.folds, or all)")
+    loso.add_argument("--folds", help="comma-separated folds: test speakers, or k01-of-10,... with eval.kfold "
+                                      "(default: eval.folds, or all)")
     loso.add_argument("--resume", action="store_true", help="skip finished folds, continue an interrupted one")
     loso.set_defaults(handler=cmd_loso)
 
@@ -267,6 +279,15 @@ def cmd_manifest_iemocap(args, config: Config) -> int:
     summary = build_iemocap_manifest(args.root, args.out, self_assessments=args.self_assessments,
                                      multi_tag=args.multi_tag, audio=args.audio)
     _print_summary(summary, args.out)
+    return 0
+
+
+def cmd_manifest_cremad(args, config: Config) -> int:
+    from .data.corpora.cremad import build_cremad_manifest
+
+    name = "manifest.csv" if args.ratings == "voice" else f"manifest-{args.ratings}.csv"
+    out = args.out or DEFAULT_CREMAD_DIR / name
+    _print_summary(build_cremad_manifest(args.root, out, ratings=args.ratings), out)
     return 0
 
 

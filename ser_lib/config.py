@@ -310,18 +310,29 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Leave-one-speaker-out evaluation (§V-A)."""
+    """Speaker-independent evaluation: leave-one-speaker-out (§V-A) or K folds of speakers."""
 
-    # Validation set for early stopping: "session" = the other speaker of the test speaker's
-    # session (leak-free, the IEMOCAP convention); "paper" = the test speaker itself, as the
-    # paper describes (optimistic: early stopping sees the test speaker).
+    # Validation set for early stopping: "session" = leak-free: the other speaker of the test
+    # speaker's session (the IEMOCAP convention), or with eval.kfold the speakers of the next fold;
+    # "paper" = the test speaker(s) themselves, as the paper describes (optimistic: early stopping
+    # sees the test speakers).
     validation: str = "session"
-    # Speakers to hold out; empty = all (one fold per speaker).
+    # Folds to run, by name; empty = all. A fold is named after its test speaker under LOSO and
+    # "k03-of-10" under eval.kfold.
     folds: tuple[str, ...] = ()
+    # 0 = leave-one-speaker-out; K >= 3 = K folds of speakers, balanced by the manifest's `sex`
+    # column (`train.folds.kfold_folds`), for corpora with many speakers (CREMA-D: 91).
+    kfold: int = 0
+    # The seed of the K-fold assignment; apart from `seed` so every training seed runs the same
+    # folds and the runs stay paired.
+    fold_seed: int = 0
 
     def validate(self) -> None:
         if self.validation not in ("session", "paper"):
             raise ConfigError(f"eval.validation must be 'session' or 'paper', got {self.validation!r}")
+        if self.kfold != 0 and self.kfold < 3:
+            raise ConfigError(f"eval.kfold must be 0 (leave-one-speaker-out) or at least 3 (test, validation and "
+                              f"training folds), got {self.kfold}")
 
 
 @dataclass
@@ -372,7 +383,7 @@ class PretrainConfig:
     wav2vec 2.0's contrastive and diversity loss (transformers' `Wav2Vec2ForPreTraining`).
     """
 
-    # "tera" by measurement (README, "Pretraining"): at 800 steps each on the same speech, its encoder gave
+    # "tera" by measurement (the book's "Pretraining" page): at 800 steps each on the same speech, its encoder gave
     # a linear-probe UA of 62.1% against HuBERT's 52.3% and the random encoder's 44%, and temporal-only
     # fine-tuning UA 48.1% against 43.8% (4 folds); wav2vec 2.0's contrastive loss was still at chance.
     objective: str = "tera"

@@ -19,16 +19,16 @@ from .config import Config, load_config
 from .data.corpora.prepare import prepare_corpus
 from .data.labels import load_partition
 from .method.presets import apply_preset
-from .train.folds import speakers_of
+from .train.folds import fold_names, speakers_of
 
 
 def with_first_folds(config: Config, parted: pd.DataFrame, num_folds: int) -> Config:
-    """A copy of `config` whose `eval.folds` are the first `num_folds` sorted speakers (all for 0),
-    unless it names folds already. The demo and the notebooks choose their folds this way."""
+    """A copy of `config` whose `eval.folds` are the first `num_folds` folds (sorted speakers under
+    LOSO; all for 0), unless it names folds already. The demo and the notebooks choose their folds this way."""
     config = copy.deepcopy(config)
     if not config.eval.folds:
-        speakers = speakers_of(parted)
-        config.eval.folds = tuple(speakers[:num_folds or len(speakers)])
+        names = fold_names(parted, config.eval)
+        config.eval.folds = tuple(names[:num_folds or len(names)])
     return config
 
 

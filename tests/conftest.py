@@ -1,5 +1,5 @@
 """Shared fixtures: the small synthetic corpus (generated once per test session) and the
-path of the real EmoDB corpus beside the repository, when it is there."""
+paths of the real EmoDB corpus and CREMA-D ratings beside the repository, when they are there."""
 
 from pathlib import Path
 
@@ -9,6 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EMODB_ROOT = (ROOT.parent / "shared" / "data" / "emodb").resolve()
 needs_emodb = pytest.mark.skipif(not (EMODB_ROOT / "erkennung.txt").exists(),
                                  reason=f"EmoDB not found at {EMODB_ROOT}")
+CREMAD_ROOT = (ROOT.parent / "shared" / "data" / "crema-d").resolve()  # the ratings only, no audio
+needs_cremad = pytest.mark.skipif(not (CREMAD_ROOT / "tabulatedVotes.csv").exists(),
+                                  reason=f"CREMA-D ratings not found at {CREMAD_ROOT}")
 
 
 @pytest.fixture

@@ -40,8 +40,10 @@ OPTIMISTIC_NOTE = ("**Optimistic:** validation used the test speaker itself (eva
 
 def fold_record(fold: Fold, metrics: Mapping[str, Any], **extra: Any) -> dict:
     """One entry of ``fold_results``: the fold's speakers and flag, its metrics, and `extra`
-    (e.g. ``js_ambiguous_test``, ``epochs``)."""
-    return {"speaker": fold.test_speaker, "validation_speakers": list(fold.validation_speakers),
+    (e.g. ``js_ambiguous_test``, ``epochs``). ``speaker`` is the fold's name (the test speaker
+    under LOSO); ``test_speakers`` lists who was held out."""
+    return {"speaker": fold.name, "test_speakers": list(fold.test_speakers),
+            "validation_speakers": list(fold.validation_speakers),
             "train_speakers": list(fold.train_speakers), "optimistic": fold.optimistic, **metrics, **extra}
 
 
@@ -128,13 +130,15 @@ def _check_predictions(predictions: pd.DataFrame, classes: list[str] | None) -> 
 
 def format_markdown(results: Mapping[str, Any]) -> str:
     """Tables III-V style: one row per fold, then mean ± std and the 95% CI of each metric."""
-    header = ["Test speaker", "Validation", *[title for _, title in TABLE_METRICS]]
+    kfold = results.get("config", {}).get("eval", {}).get("kfold", 0)
+    header = ["Fold" if kfold else "Test speaker", "Validation", *[title for _, title in TABLE_METRICS]]
     rows = [[fold["speaker"], ", ".join(map(str, fold.get("validation_speakers", []))) or "—",
              *[_number(fold.get(key)) for key, _ in TABLE_METRICS]] for fold in results["folds"]]
     summary = results["summary"]
     rows.append(["**mean ± std**", "", *[_mean_std(summary.get(key)) for key, _ in TABLE_METRICS]])
     rows.append(["**95% CI**", "", *[_interval(summary.get(key), _bounds(key)) for key, _ in TABLE_METRICS]])
-    lines = [f"# Leave-one-speaker-out results ({results['n_folds']} folds)", "",
+    title = f"Speaker-independent {kfold}-fold results" if kfold else "Leave-one-speaker-out results"
+    lines = [f"# {title} ({results['n_folds']} folds)", "",
              f"Validation: `{results['validation']}`.", ""]
     if results["optimistic"]:
         lines += [f"> {OPTIMISTIC_NOTE}", ""]

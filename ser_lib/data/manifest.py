@@ -4,6 +4,9 @@ Columns:
 - required: ``utt_id`` (unique), ``path`` (relative to the manifest's folder), ``speaker``;
 - optional: ``session``, ``start`` and ``end`` (seconds, for utterances cut from longer
   files), ``duration``;
+- optional speaker and recording metadata: ``sex`` (one value per speaker; K-fold evaluation
+  balances its folds by it), ``age``, ``intended_emotion`` and ``intensity`` (what an acted
+  corpus asked the actor for, e.g. CREMA-D's);
 - ``votes_<class>``: one per emotion class, non-negative numbers; ``votes_other`` counts votes
   for emotions outside the target classes;
 - ``true_<class>``: an optional known true emotion distribution (synthetic corpora).
@@ -29,7 +32,7 @@ from ..errors import ManifestError
 from ..files import atomic_write_text
 
 REQUIRED_COLUMNS = ("utt_id", "path", "speaker")
-OPTIONAL_COLUMNS = ("session", "start", "end", "duration")
+OPTIONAL_COLUMNS = ("session", "start", "end", "duration", "sex", "age", "intended_emotion", "intensity")
 VOTES_PREFIX = "votes_"
 TRUE_PREFIX = "true_"
 # The first data row of a CSV is line 2 of the file (line 1 is the header).

@@ -46,7 +46,7 @@ class Grid:
     methods: tuple[str, ...] = ("paper",)
     grid: dict[str, tuple] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
-    folds: Any = "all"  # "all", a list of speakers, or an int (the first N sorted speakers)
+    folds: Any = "all"  # "all", a list of fold names (speakers under LOSO), or an int (the first N folds)
     threads: int = 1
     description: str = ""
     contrast: str | None = None  # a grid key whose values the report pairs with its first value
@@ -61,14 +61,14 @@ class Grid:
         return [Run(method, point, seed) for seed in self.seeds for method in self.methods for point in self.points()]
 
     def speakers(self, all_speakers: list[str]) -> list[str]:
-        """The grid's folds among the corpus' sorted speakers."""
+        """The grid's folds among the corpus' fold names (its sorted speakers under LOSO)."""
         if self.folds == "all":
             return list(all_speakers)
         if isinstance(self.folds, int):
             return list(all_speakers[:self.folds])
         unknown = sorted(set(self.folds) - set(all_speakers))
         if unknown:
-            raise ConfigError(f"grid {self.name!r}: folds {unknown} are not speakers of the corpus {all_speakers}")
+            raise ConfigError(f"grid {self.name!r}: folds {unknown} are not folds of the corpus {all_speakers}")
         return list(self.folds)
 
     def config(self, run: "Run") -> Config:

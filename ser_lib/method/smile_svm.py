@@ -104,7 +104,7 @@ def train_svm_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: s
     record = fold_record(fold, metrics, train_seconds=time.perf_counter() - started,
                          num_train={"clear": len(train), "ambiguous": 0},
                          num_features=int(x_train.shape[1]), history=[])
-    predictions = predictions_frame(test["utt_id"].tolist(), [fold.test_speaker] * len(test), fold.test_speaker,
+    predictions = predictions_frame(test["utt_id"].tolist(), test["speaker"].astype(str).tolist(), fold.name,
                                     test["label"].tolist(), probs, classes)
     runs.write_fold_outputs(Path(fold_dir), record, predictions, test["utt_id"].tolist(), scores.astype(np.float32),
                             y_test, probs)

@@ -81,10 +81,10 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
     # Stage 1: the temporal branch on clear samples (M1p). The spatial-only variant has none.
     stage1, stage1_reused = None, False
     if config.model.variant == "spatial":
-        seed_all(stage_seed(config.seed, fold.test_speaker, STAGE2))
+        seed_all(stage_seed(config.seed, fold.name, STAGE2))
         model = SERModel(config.model, num_classes)
     else:
-        seed_all(stage_seed(config.seed, fold.test_speaker, STAGE1))
+        seed_all(stage_seed(config.seed, fold.name, STAGE1))
         stage1_model = TemporalClassifier(config.model, num_classes)
         if config.model.freeze_feature_encoder:
             freeze_front_end(stage1_model.temporal, data, device)
@@ -92,7 +92,7 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
             stage1, stage1_reused = _stage1(config, fold, data, stage1_model, weights, device, fold_dir, resume,
                                             progress, on_epoch_end)
         # Stage 2: M1p's temporal branch + fresh spatial branch, fusion and classifier (Mp).
-        seed_all(stage_seed(config.seed, fold.test_speaker, STAGE2))
+        seed_all(stage_seed(config.seed, fold.name, STAGE2))
         model = SERModel.from_stage1(stage1_model.cpu(), config.model, num_classes)
 
     if model.spatial is not None:
@@ -110,7 +110,8 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
     test = predict(runner.model, data.test, config, device)
     record = _fold_record(fold, config, data, test, runner, store, stage1, stage2, stage1_reused)
     labels = [classes[k] for k in test.labels]
-    predictions = predictions_frame(test.utt_ids, [fold.test_speaker] * len(labels), fold.test_speaker, labels,
+    speaker_of = {s.utt_id: s.speaker for s in data.test}
+    predictions = predictions_frame(test.utt_ids, [speaker_of[u] for u in test.utt_ids], fold.name, labels,
                                     test.probs, classes)
     runs.write_fold_outputs(fold_dir, record, predictions, test.utt_ids, test.embeddings, test.labels, test.probs)
     return record

@@ -21,27 +21,28 @@ from ..data.cache import FeatureCache
 from ..data.labels import load_partition
 from ..runtime import apply_threads
 from .algorithm import train_fold
-from .folds import Fold, loso_folds
+from .folds import Fold, make_folds
 
 
 def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, resume: bool = False,
              progress: bool = True) -> dict:
-    """Train and evaluate every fold of `config.eval.folds` (all speakers when empty)."""
+    """Train and evaluate every fold of `config.eval.folds` (all folds when empty): one per speaker, or
+    `config.eval.kfold` folds of speakers."""
     run_dir = Path(run_dir)
     apply_threads(config.runtime)
     parted = load_partition(manifest_path, config.data)
-    folds = loso_folds(parted, config.eval)
+    folds = make_folds(parted, config.eval)
     runs.record_config(run_dir, config, resume)
     runs.record_manifest(run_dir, manifest_path)
     cache = FeatureCache(config.cache_dir)
     records = []
     for fold in tqdm(folds, desc="LOSO folds", disable=not progress or len(folds) == 1):
-        fold_dir = runs.fold_dir(run_dir, fold.test_speaker)
+        fold_dir = runs.fold_dir(run_dir, fold.name)
         if resume and runs.is_finished(fold_dir):
             records.append(runs.read_fold_record(fold_dir))
             continue
         if progress:
-            tqdm.write(f"fold {fold.test_speaker}: {fold.describe()}")
+            tqdm.write(f"fold {fold.name}: {fold.describe()}")
         records.append(train_any_fold(config, parted, fold, fold_dir, cache, resume=resume, progress=progress))
     return summarize_run(run_dir, config, records)
 

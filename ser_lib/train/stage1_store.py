@@ -81,6 +81,8 @@ NOT_STAGE1 = {
     "train.max_epochs": "stage 2's", "train.trainer": "only algorithm1 has a stage 1",
     "train.smile_sets": "smile-svm", "train.svm_c": "smile-svm",
     "eval.folds": "which folds run; the fold itself is in the key",
+    "eval.kfold": "which speakers a fold holds: its samples are hashed, its name is in the key",
+    "eval.fold_seed": "which speakers a fold holds: its samples are hashed",
     "runtime.num_workers": "same batches",
     "runtime.threads": "not a run's identity (CPU float reductions may round differently)",
     "runtime.share_stage1": "this switch",
@@ -106,7 +108,7 @@ def stage1_identity(config: Config, fold: Fold, data: FoldData, class_weights: t
     flat = flatten(config.to_dict())
     return {
         "config": {name: flat[name] for name in stage1_fields(config)},
-        "fold": fold.test_speaker,  # part of stage_seed
+        "fold": fold.name,  # part of stage_seed
         "class_weights": None if class_weights is None else class_weights.tolist(),
         "train": samples_digest(data.train_clear),
         "validation": samples_digest(data.validation),
