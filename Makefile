@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab notebooks figures html encoder venv lock clean
+.PHONY: demo test lab notebooks figures html book encoder venv lock clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,15 @@ figures: demo notebooks
 # The executed notebooks as self-contained HTML pages in build/html (widgets render offline).
 html: $(STAMP)
 	$(VENV)/bin/ser export-html $(NOTEBOOKS) --out build/html
+
+# The course book: a static site in build/book (open build/book/index.html), built offline from the
+# committed notebooks (never re-run), book/*.md, figures/ and pages generated from the code
+# (book/_ext/serbook.py). Nitpicky and warnings-as-errors: a broken link or a missing figure fails.
+BOOK_DIR ?= build/book
+SPHINX_OPTS := -b html -n -W --keep-going -q
+book: $(STAMP)
+	$(PY) -m sphinx $(SPHINX_OPTS) book $(BOOK_DIR)
+	@echo "the book: $(BOOK_DIR)/index.html"
 
 # The shipped pretrained encoder (model.encoder=tiny-pretrained), rebuilt from generated speech only:
 # unlabelled speech (`ser synth --unlabelled`, pretrain.hours), then `ser pretrain` with the default

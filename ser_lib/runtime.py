@@ -11,6 +11,8 @@ it is shared by training, inference and benchmarks.
   included because transformers draws wav2vec2's SpecAugment masks from its global RNG;
   restoring all three is what makes a resumed run equal an uninterrupted one.
 - `save_checkpoint`, `load_checkpoint`: atomic `torch.save`, `weights_only` loading.
+- `describe_machine`: the processor and the kernels a number came from; bf16 on a CPU takes a
+  different oneDNN path per instruction set, so results differ from one CPU model to another.
 """
 
 from __future__ import annotations
@@ -75,6 +77,40 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def describe_machine(device: torch.device, precision: str = "auto") -> dict:
+    """The CPU model and instruction set torch uses, the GPU if any, and the autocast dtype that
+    `precision` gives on `device`: what a measured number needs beside it to be compared."""
+    model, flags = _cpu_info()
+    machine = {"cpu": model, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+               "cpu_bf16_flags": sorted(flags & BF16_CPU_FLAGS), "torch": torch.__version__, "device": device.type}
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    dtype = autocast_dtype(device, precision)
+    machine["autocast"] = str(dtype).removeprefix("torch.") if dtype is not None else "fp32"
+    return machine
+
+
+# The instruction-set extensions that decide which bf16 kernels oneDNN runs on an x86 CPU.
+BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "avx512_fp16", "avx_vnni"}
+
+
+def _cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and flags from /proc/cpuinfo (Linux); elsewhere the platform's name."""
+    import platform
+
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
+        pass
+    return model or platform.processor() or platform.machine(), flags
 
 
 def cuda_has_native_bf16(device: torch.device) -> bool:

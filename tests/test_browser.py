@@ -4,12 +4,8 @@
 choice); the test changes the run, the fold of the learning curves, and in the label-drift
 explorer the fold, the sample and the epoch, and checks each time that the figure it drives
 changed and is not blank. The same explorer is then driven in JupyterLab, in notebook 04 run
-with "Run All Cells" on the same runs. Playwright's own browser download cannot work offline: the test uses
-/usr/lib/chromium/chromium (`apt-get install chromium`; `.ci/run` installs it). Without it the
-test is skipped locally and fails when CI=true."""
+with "Run All Cells" on the same runs. The browser: `browsing.py`."""
 
-import base64
-import io
 import json
 import os
 import socket
@@ -18,31 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from browsing import assert_not_blank, chromium, png_of, refuse_outside  # noqa: F401 (chromium: a fixture)
 from conftest import ROOT
 from ser_lib.config import load_config
 from ser_lib.method.presets import apply_preset
 from ser_lib.train.loso import run_loso
-
-CHROMIUM = Path("/usr/lib/chromium/chromium")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM.exists():
-        message = f"no Chromium at {CHROMIUM}: install it with `apt-get install chromium` (.ci/run does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def quick_overrides(root: Path) -> dict:
@@ -101,20 +79,6 @@ def wait_for_port_free(port: int, timeout_s: float = 30.0) -> None:
     raise AssertionError(f"something still listens on port {port} {timeout_s:.0f} s after the dashboard was stopped")
 
 
-def png_of(page, selector: str) -> bytes:
-    """The PNG an Output widget shows, after waiting for it."""
-    image = page.locator(f"{selector} img").first
-    image.wait_for(timeout=60_000)
-    src = image.get_attribute("src")
-    assert src.startswith("data:image/png;base64,"), src[:40]
-    return base64.b64decode(src.split(",", 1)[1])
-
-
-def assert_not_blank(png: bytes) -> None:
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
-    assert pixels.std() > 5.0, "the figure is blank"
-
-
 def changed(page, selector: str, before: bytes, timeout_s: float = 90.0) -> bytes:
     """Wait until the figure under `selector` differs from `before`; return it, checked not blank.
     The bound is generous: a loaded CI machine redraws the spectrogram (features from audio) slowly."""
@@ -131,6 +95,7 @@ def changed(page, selector: str, before: bytes, timeout_s: float = 90.0) -> byte
 @pytest.mark.slow
 def test_dashboard_controls_redraw_their_figures(chromium, dashboard_url):
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    refused = refuse_outside(page, dashboard_url.rstrip("/"))  # (the kernel's WebSocket is not routed)
     started = time.monotonic()
     page.goto(dashboard_url, timeout=120_000)
 
@@ -149,6 +114,7 @@ def test_dashboard_controls_redraw_their_figures(chromium, dashboard_url):
     # The explorer is rebuilt after the confusion is drawn: wait for the new run's, not the old one's.
     page.locator(".ser-dashboard-explorer-title", has_text="soft-static").wait_for(timeout=90_000)
     drive_explorer(page)
+    assert not refused, f"the dashboard asked for {refused}"  # e.g. Voilà's Font Awesome from a CDN
     print(f"dashboard: {time.monotonic() - started:.1f} s in the page")
 
 
@@ -255,7 +221,8 @@ def test_notebook_04_explorer_in_jupyterlab(chromium, lab_url, tmp_path):
 @pytest.mark.slow
 def test_html_export_of_notebook_04_renders_its_widgets_offline(chromium, tmp_path):
     """`ser export-html`: the committed notebook 04 as one page; with every network request
-    refused, the explorer's controls and figures still render from the inlined renderer."""
+    refused, the explorer's controls and figures still render from the inlined renderer, and the
+    equations are typeset by the MathJax copied beside the page."""
     page_path = tmp_path / "04_label_drift.html"
     subprocess.run([sys.executable, "-m", "ser_lib.cli", "export-html", str(ROOT / "notebooks" / "04_label_drift.ipynb"),
                     "--out", str(tmp_path)], check=True, capture_output=True)
@@ -268,5 +235,6 @@ def test_html_export_of_notebook_04_renders_its_widgets_offline(chromium, tmp_pa
     assert_not_blank(png_of(page, ".ser-explorer-spectrogram"))
     assert page.locator(".ser-explorer-sample select option").count() > 1  # the saved choices
     assert page.locator(".ser-explorer-epoch .widget-readout").count() == 1
-    assert not [url for url in requested if "jupyter-widgets" in url or "embed" in url], requested
+    page.locator(".MathJax").first.wait_for(timeout=60_000)  # MathJax's output, not "$y_s$" text
+    assert not requested, requested
     print(f"HTML export: {time.monotonic() - started:.1f} s from opening the page to its figures")

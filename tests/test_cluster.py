@@ -1,4 +1,4 @@
-"""A sweep on a real two-node Ray cluster on this machine, as the README's cluster section starts one.
+"""A sweep on a real two-node Ray cluster on this machine, as the book's cluster section (book/reference/sweeps.md) starts one.
 
 A head and a second node, one CPU each, bound to the loopback addresses 127.0.0.2 and 127.0.0.3
 (Ray rewrites 127.0.0.1 and localhost to the machine's network address), with token

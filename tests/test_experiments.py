@@ -78,6 +78,8 @@ def test_sweep_trains_every_trial_into_run_folders(sweep):
         for fold in runs.fold_dirs(sweep["dir"] / run["run"]):  # a CPU-only machine: trials stay on the CPU
             trial = runs.read_trial_info(fold)
             assert (trial["device"], trial["gpu_ids"], trial["finished"]) == ("cpu", [], True) and trial["node_ip"]
+            machine = trial["machine"]  # what the report says each number came from
+            assert machine["cpu"] and machine["device"] == "cpu" and machine["autocast"] in ("bfloat16", "fp32")
 
 
 def test_a_finished_trial_is_never_run_again(sweep):
@@ -91,6 +93,8 @@ def test_report_json_matches_the_fold_records(sweep, capsys, tmp_path):
     assert ser(["report", str(sweep["dir"]), "--json", "--figures", str(tmp_path / "figures")]) == 0
     report = json.loads(capsys.readouterr().out)
     row = report["methods"]["paper [loss.beta=0.3]"]
+    ((machine, folds),) = report["machines"].items()  # one machine trained all 8 folds
+    assert folds == 8 and "autocast" in machine and machine in (sweep["dir"] / "report.md").read_text()
     for key in ("wa", "ua", "macro_f1", "wa_ci", "ua_ci", "n_runs", "js_train_to_true"):
         assert key in row
     records = runs.fold_records(sweep["dir"] / "paper/loss.beta=0.3/seed-0")

@@ -350,7 +350,7 @@ def test_joint_loss_module_matches_the_function():
 
 def test_step_correction_is_a_reweighting_of_the_cross_entropy_gradient():
     """With y_g the step's own detached prediction, the cross-entropy gradient on an ambiguous
-    row is (1-α)·(its α = 0 gradient) + α·p_m·(Σ_k w_k p_k − w_m) on logit m (README, eq. 6);
+    row is (1-α)·(its α = 0 gradient) + α·p_m·(Σ_k w_k p_k − w_m) on logit m (book/method/choices.md, eq. 6);
     without class weights only the first part remains."""
     torch.manual_seed(0)
     logits0 = torch.randn(3, 4, dtype=torch.float64)

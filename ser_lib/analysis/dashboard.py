@@ -26,6 +26,10 @@ from . import plots, runs
 from .widgets import LabelDriftExplorer, show_figure
 
 NOTEBOOK = Path(__file__).with_name("dashboard.ipynb")
+# Voilà's lab template without its Font Awesome CDN links (static/jupyter/voila/templates/ser-offline),
+# found by Voilà through JUPYTER_PATH.
+TEMPLATE_PATH = Path(__file__).parent / "static" / "jupyter"
+TEMPLATE = "ser-offline"
 RUN_ENV, MANIFEST_ENV = "SER_DASHBOARD_RUN", "SER_DASHBOARD_MANIFEST"
 TABLE_COLUMNS = {"speaker": "test speaker", "wa": "WA (%)", "ua": "UA (%)", "macro_f1": "macro-F1 (%)"}
 
@@ -138,9 +142,12 @@ def serve(folder: str | Path, manifest: str | Path | None = None, port: int = 88
     """Run Voilà on the dashboard notebook for `folder` until interrupted; returns its exit status."""
     folder = Path(folder).resolve()
     find_runs(folder)  # a clear error before a server starts
-    env = {**os.environ, RUN_ENV: str(folder), MANIFEST_ENV: str(Path(manifest).resolve()) if manifest else ""}
+    jupyter_path = os.pathsep.join(filter(None, [str(TEMPLATE_PATH), os.environ.get("JUPYTER_PATH")]))
+    env = {**os.environ, RUN_ENV: str(folder), MANIFEST_ENV: str(Path(manifest).resolve()) if manifest else "",
+           "JUPYTER_PATH": jupyter_path}
     command = [sys.executable, "-m", "voila", str(NOTEBOOK), f"--port={port}", f"--Voila.ip={ip}",
-               "--theme=light", "--show_tracebacks=True", *([] if open_browser else ["--no-browser"])]
+               f"--template={TEMPLATE}", "--theme=light", "--show_tracebacks=True",
+               *([] if open_browser else ["--no-browser"])]
     print(f"ser dashboard: serving {folder} at http://{ip}:{port}/ (Ctrl-C stops it)", flush=True)
     server = subprocess.Popen(command, env=env)
     # Ctrl-C reaches Voilà itself (same process group); a plain `kill` of this process would not,

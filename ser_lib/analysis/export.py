@@ -2,11 +2,14 @@
 
 `notebook_figures` copies every figure a notebook shows into `figures/`, named after the notebook
 and the section heading above it (`03_learning-curves.png`), so the reference figures come from
-the same cells a reader sees. `export_html` writes a notebook as one HTML page whose saved widget
-state (notebook 04's explorer) renders without a network: nbconvert's page would fetch the widget
-JavaScript from a CDN, so ours inlines the vendored `@jupyter-widgets/html-manager` renderer
-(`static/html-manager/README.md`). The page has no kernel: the widgets show their saved state,
-and changing a control needs JupyterLab or `ser dashboard`.
+the same cells a reader sees. `export_html` writes a notebook as an HTML page that renders without
+a network. nbconvert's page would fetch two things from CDNs:
+- the widget JavaScript: ours inlines the vendored `@jupyter-widgets/html-manager` renderer
+  (`static/html-manager/README.md`), so the saved widget state (notebook 04's explorer) renders;
+- MathJax: ours loads MathJax 2.7 from a `mathjax/` folder written beside the page, copied from the
+  `jupyter-server-mathjax` wheel (too many files to inline: the fonts are loaded on demand).
+The page has no kernel: the widgets show their saved state, and changing a control needs
+JupyterLab or `ser dashboard`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 from pathlib import Path
 
 from ..errors import SerError
@@ -23,6 +27,7 @@ STATIC = Path(__file__).parent / "static"
 WIDGET_RENDERER = STATIC / "html-manager" / "embed.js"
 TEMPLATE_DIR = STATIC / "nbconvert"
 TEMPLATE = "offline"
+MATHJAX_DIR = "mathjax"
 DANGLING = {"a", "an", "and", "at", "by", "for", "in", "of", "on", "or", "per", "the", "to", "with"}
 HEADING = re.compile(r"^#{1,6}\s+(.+)$", re.MULTILINE)
 
@@ -80,8 +85,24 @@ def notebook_figures(notebook_path: str | Path, out_dir: str | Path) -> list[Pat
     return written
 
 
+def mathjax_source() -> Path:
+    """The MathJax 2.7 distribution bundled by the `jupyter-server-mathjax` wheel."""
+    import jupyter_server_mathjax
+
+    return Path(jupyter_server_mathjax.__file__).parent / "static"
+
+
+def copy_mathjax(out_dir: str | Path) -> Path:
+    """Copy MathJax into `out_dir/mathjax` (once: an existing copy of the same version is kept)."""
+    target = Path(out_dir) / MATHJAX_DIR
+    if not (target / "MathJax.js").exists():
+        shutil.copytree(mathjax_source(), target, dirs_exist_ok=True)
+    return target
+
+
 def export_html(notebook_path: str | Path, out_path: str | Path) -> Path:
-    """Write `notebook_path` as a self-contained HTML page at `out_path` (widgets render offline)."""
+    """Write `notebook_path` as an HTML page at `out_path`, with MathJax in a `mathjax/` folder
+    beside it: widgets and equations render offline."""
     from nbconvert import HTMLExporter  # imported here: the CLI starts faster without it
     import nbformat
 
@@ -91,5 +112,6 @@ def export_html(notebook_path: str | Path, out_path: str | Path) -> Path:
     renderer = WIDGET_RENDERER.read_text(encoding="utf-8")  # the template writes it as a JSON string
     body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4),
                                           resources={"ser_widget_renderer": renderer})
+    copy_mathjax(out_path.parent)
     atomic_write_text(out_path, body)
     return out_path

@@ -42,6 +42,7 @@ from .sweep import SWEEP_JSON
 METRICS = (("wa", "WA"), ("ua", "UA"), ("macro_f1", "macro-F1"))
 JS_COLUMNS = (("js_corrected_to_true", "js_train_to_true"), ("js_pred_to_true", "js_pred_to_true"))
 REFERENCES = ("paper", "soft-static")
+NOT_RECORDED = "not recorded (trained before trial.json held the machine)"
 DEPENDENCE_NOTE = ("Intervals and p-values treat every fold × seed as one observation. The seeds of one fold share "
                    "their test speaker, so these are somewhat optimistic; the per-fold points in the figures show "
                    "the spread behind each mean.")
@@ -70,12 +71,24 @@ def collect(sweep_dir: str | Path) -> tuple[dict, pd.DataFrame]:
             row.update({key: record.get(key) for key, _ in METRICS})
             row.update({name: record.get(key) for key, name in JS_COLUMNS})
             row["train_seconds"] = record.get("train_seconds")
+            row["machine"] = machine_label(runs.read_trial_info(fold))
             rows.append(row)
     if not rows:
         raise SerError(f"{sweep_dir}: no finished folds yet; `ser sweep --resume` trains them")
     frame = pd.DataFrame(rows)
     frame["row"] = [_row_label(m, p) for m, p in zip(frame["method"], frame["point"])]
     return state, frame
+
+
+def machine_label(trial: dict | None) -> str:
+    """One line for the machine a fold was trained on (`runtime.describe_machine` in trial.json):
+    numbers from CPUs with other bf16 kernels differ, so a report says where its numbers came from."""
+    machine = (trial or {}).get("machine")
+    if not machine:
+        return NOT_RECORDED
+    where = machine.get("gpu") or machine["cpu"]
+    flags = ", ".join(machine.get("cpu_bf16_flags", [])) or "no bf16 flags"
+    return f"{where} ({machine['cpu_capability']}; {flags}), autocast {machine['autocast']}, torch {machine['torch']}"
 
 
 def summarize(frame: pd.DataFrame) -> dict[str, dict]:
@@ -167,7 +180,8 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
     summary = {"grid": grid["name"], "description": grid.get("description", ""), "sweep": str(sweep_dir),
                "methods": summarize(frame),
                "paired": _paired_sections(state, frame),
-               "expected_folds": len(state.get("speakers", [])), "note": DEPENDENCE_NOTE}
+               "expected_folds": len(state.get("speakers", [])), "note": DEPENDENCE_NOTE,
+               "machines": frame["machine"].value_counts().to_dict()}
     paths = _write_figures(sweep_dir, frame, summary, grid)
     markdown = format_report(summary, grid, [p.name for p in paths])
     atomic_write_text(sweep_dir / "report.md", markdown)
@@ -204,6 +218,10 @@ def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
                   "Each Δ is the row's score minus the reference's: positive means the row scored higher.", ""]
         lines += _paired_table(rows)
     lines += ["", DEPENDENCE_NOTE]
+    if summary.get("machines"):
+        lines += ["", "Machines (folds trained on each): "
+                  + "; ".join(f"{count} {'' if label == NOT_RECORDED else 'on '}{label}"
+                              for label, count in summary["machines"].items()) + "."]
     if figure_names:
         lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figure_names)]
     return "\n".join(lines) + "\n"

@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 from ..analysis import runs
 from ..config import config_from_dict
 from ..data.labels import load_partition
-from ..errors import SerError
+from ..errors import ConfigError, SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
-from ..train.folds import speakers_of
+from ..train.folds import fold_names
 from .grid import Grid, Run, load_grid
 from .placement import (cluster_gpus, describe_cluster, end_leftover_ray, forget_local_ray, gpus_per_trial,
                         granted_gpus, record_local_ray, start_ray, this_node, trial_device)
@@ -64,7 +64,7 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path,
     manifest_path = Path(manifest_path).resolve()
     _claim_folder(out, grid, manifest_path, resume)
     parted = load_partition(manifest_path, grid.config(grid.runs()[0]).data)
-    speakers = grid.speakers(speakers_of(parted))
+    speakers = grid.speakers(_fold_names(grid, parted))
 
     trials, finished = [], 0
     for run in grid.runs():
@@ -93,9 +93,11 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path,
 
 def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
     """One trial: one fold of one run, resumed from its checkpoint if it has one."""
+    import torch
+
     from ..data.cache import FeatureCache
-    from ..runtime import apply_threads
-    from ..train.folds import loso_folds
+    from ..runtime import apply_threads, describe_machine
+    from ..train.folds import make_folds
     from ..train.loso import train_any_fold
 
     config = config_from_dict(spec["config"], source=f"trial {spec['run']}/{spec['speaker']}")
@@ -105,17 +107,29 @@ def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
     config.runtime.device = trial_device(config.runtime.device, granted, node["node_ip"])
     apply_threads(config.runtime)
     parted = load_partition(spec["manifest"], config.data)
-    (fold,) = loso_folds(parted, config.eval)
+    (fold,) = make_folds(parted, config.eval)
     fold_dir = runs.fold_dir(Path(spec["out"]) / spec["run"], spec["speaker"])
     started = time.perf_counter()
-    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "finished": False})
+    machine = describe_machine(torch.device(config.runtime.device), config.runtime.precision)
+    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "machine": machine,
+                                     "finished": False})
     record = train_any_fold(config, parted, fold, fold_dir, FeatureCache(config.cache_dir), resume=True,
                             progress=False)
     seconds = time.perf_counter() - started
-    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "finished": True,
-                                     "trial_seconds": round(seconds, 2)})
+    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "machine": machine,
+                                     "finished": True, "trial_seconds": round(seconds, 2)})
     return {"wa": record["wa"], "ua": record["ua"], "macro_f1": record.get("macro_f1"), "trial_seconds": seconds,
             "node_ip": node["node_ip"]}
+
+
+def _fold_names(grid: Grid, parted) -> list[str]:
+    """The folds every run of the grid shares: the speakers (LOSO) or k01-of-K ... (eval.kfold).
+    Runs on other folds could not be paired fold by fold, so the grid may not vary the scheme."""
+    schemes = {(c.eval.kfold, c.eval.fold_seed) for c in map(grid.config, grid.runs())}
+    if len(schemes) > 1:
+        raise ConfigError(f"grid {grid.name!r}: its runs use different folds (eval.kfold, eval.fold_seed) "
+                          f"{sorted(schemes)}; set them once, under `set:`")
+    return fold_names(parted, grid.config(grid.runs()[0]).eval)
 
 
 def _indexed_trial(params: dict[str, Any], specs: list[dict]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def correct_labels(
 
 def reweighting_identity(logits: torch.Tensor, y_soft: torch.Tensor, alpha: float,
                          class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Point 1 of the README, numerically: with y_g the step's own detached prediction, the
+    """The book's "Which y_s eq. 6 corrects" (book/method/choices.md), numerically: with y_g the step's own detached prediction, the
     gradient of eq. 7 with the corrected target (eq. 6) on logit m is
 
         (1 - α) · g_0 + α · p_m · (Σ_k w_k p_k - w_m),
