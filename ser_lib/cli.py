@@ -257,12 +257,21 @@ def cmd_probe(args, config: Config) -> int:
 
 
 def cmd_manifest_validate(args, config: Config) -> int:
+    from .data.annotations import annotations_path, validate_annotations
+
     problems = validate_manifest(args.path, check_audio=not args.no_audio)
     if problems:
         print(format_problems(args.path, problems), file=sys.stderr)
         return 1
     frame = read_manifest(args.path)
     print(f"{args.path}: valid, {len(frame)} utterances, {frame['speaker'].nunique()} speakers")
+    annotations = annotations_path(args.path)
+    if annotations.exists():
+        problems = validate_annotations(annotations, set(frame["utt_id"]))
+        if problems:
+            print(format_problems(annotations, problems), file=sys.stderr)
+            return 1
+        print(f"{annotations}: valid")
     return 0
 
 

@@ -29,7 +29,7 @@ CORRECTION_SCHEDULES = ("constant", "proselflc")
 IC_NORMS = ("batch", "ambiguous")
 IC_FORMS = ("eq10", "eq16")
 CORRECTION_UPDATES = ("step", "running")
-TRAIN_TARGETS = ("soft", "clear_only", "plurality")
+TRAIN_TARGETS = ("soft", "clear_only", "plurality", "dawid-skene", "mace")
 # How a long utterance is cut (see ser_lib.audio.segment_bounds).
 SEGMENTATIONS = ("equal", "chunks")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -54,7 +54,9 @@ class DataConfig:
     resample: bool = True
     # Which training samples and labels a method uses (method.targets): "soft" = clear one-hot and
     # ambiguous soft labels (eq. 5); "clear_only" = clear samples only; "plurality" = every
-    # sample with the one-hot argmax of its votes.
+    # sample with the one-hot argmax of its votes; "dawid-skene" / "mace" = ambiguous samples with
+    # the posterior of a label aggregation model fitted on the fold's training annotator labels
+    # (method.aggregation; needs annotations.csv beside the manifest).
     train_targets: str = "soft"
 
     def validate(self) -> None:

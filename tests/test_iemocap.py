@@ -4,6 +4,7 @@ import soundfile
 
 from ser_lib.data.corpora.iemocap import EXPECTED_CONSENSUS, build_iemocap_manifest, parse_evaluation_file
 from ser_lib.errors import ConfigError, CorpusError
+from ser_lib.data.annotations import read_annotations
 from ser_lib.data.manifest import read_manifest
 
 VOTES = ["votes_anger", "votes_happiness", "votes_sadness", "votes_neutral", "votes_other"]
@@ -75,6 +76,16 @@ def test_votes_speakers_and_times_from_an_evaluation_file(tmp_path):
     assert votes_of(frame, "Ses01F_impro01_M001") == [1.5, 0, 0, 1, 0.5]
     # Excited merges into happiness; "Happiness; Excited" is still one vote.
     assert votes_of(frame, "Ses01F_impro01_F002") == pytest.approx([0, 2 + 1 / 3, 0, 0, 2 / 3], abs=1e-5)
+
+    # Who gave which tag, beside the manifest: the counted evaluators only (not C-F1 / C-M1), each
+    # emotion once per evaluator ("Happiness; Excited" is happiness), outside ones by name.
+    annotations = read_annotations(out, set(frame["utt_id"]))
+    given = annotations[annotations["utt_id"] == "Ses01F_impro01_F002"]
+    assert given[["annotator", "label"]].values.tolist() == [
+        ["Ses01-E1", "happiness"], ["Ses01-E2", "happiness"], ["Ses01-E3", "surprise"], ["Ses01-E3", "happiness"],
+        ["Ses01-E3", "other"]]
+    assert set(annotations.loc[annotations["utt_id"] == "Ses01F_impro01_F000", "annotator"]) == {
+        "Ses01-E2", "Ses01-E3", "Ses01-E4"}
 
     assert summary.utterances == 3 and summary.sessions_found == ["Session1"]
     assert summary.consensus_per_speaker == {"Ses01F": 2} and summary.consensus_total == 2

@@ -172,7 +172,7 @@ def test_same_seed_gives_identical_files_for_any_worker_count(tmp_path, monkeypa
     parallel = synth.synthesize_corpus(tmp_path / "b", seed=7, per_speaker=2, progress=False, workers=2)
     other = synth.synthesize_corpus(tmp_path / "c", seed=8, per_speaker=2, progress=False, workers=1)
     first = corpus_bytes(serial.parent)
-    assert len(first) == 21  # 20 WAVs and the manifest
+    assert len(first) == 22  # 20 WAVs, the manifest and who gave each vote (annotations.csv)
     assert first == corpus_bytes(parallel.parent)
     second = corpus_bytes(other.parent)
     assert first.keys() == second.keys()

@@ -67,7 +67,7 @@ def validate_manifest(path: str | Path, check_audio: bool = True, labelled: bool
     `labelled=False` reads an audio list (pretraining speech): vote columns are then optional
     and, when present, still checked."""
     path = Path(path)
-    frame = _read_csv(path)
+    frame = read_csv_text(path)
     problems = _column_problems(frame.columns, labelled)
     if any(p.line == 1 for p in problems if "missing required" in p.reason):
         return problems
@@ -96,7 +96,7 @@ def read_manifest(path: str | Path, check_audio: bool = False, labelled: bool = 
     problems = validate_manifest(path, check_audio=check_audio, labelled=labelled)
     if problems:
         raise ManifestError(format_problems(path, problems))
-    frame = _read_csv(path)
+    frame = read_csv_text(path)
     numeric = vote_columns(frame.columns) + true_columns(frame.columns)
     numeric += [c for c in ("start", "end", "duration") if c in frame.columns]
     for column in numeric:
@@ -146,9 +146,11 @@ def format_problems(path: Path, problems: list[RowProblem]) -> str:
     return "\n".join(lines)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv_text(path: Path, what: str = "manifest") -> pd.DataFrame:
+    """A CSV file with every cell as text; a missing, non-UTF-8 or unparsable file is a
+    `ManifestError` naming it (`what` says which kind of file it is)."""
     if not path.is_file():
-        raise ManifestError(f"{path}: manifest file does not exist")
+        raise ManifestError(f"{path}: {what} file does not exist")
     try:
         # Everything as text: validation decides what is numeric and reports what is not.
         return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")

@@ -79,11 +79,20 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("smile-svm", "openSMILE functionals + linear SVM",
            {"train.trainer": "smile-svm", "data.train_targets": "clear_only"},
            "Eyben et al. 2016 (eGeMAPS), Schuller et al. 2016 (ComParE); scikit-learn LinearSVC"),
+    Preset("ds-soft", "Dawid-Skene posterior, no correction", {"data.train_targets": "dawid-skene", "loss.alpha": 0.0},
+           "Dawid & Skene, Appl. Stat. 1979: each annotator's confusion matrix and the class posteriors by EM "
+           "(crowd-kit DawidSkene); the posterior as a static soft label"),
+    Preset("ds-paper", "Dawid-Skene posterior, corrected (eq. 6)", {"data.train_targets": "dawid-skene"},
+           "the Dawid-Skene posterior as y_s, then eqs. 6-11"),
+    Preset("mace-soft", "MACE posterior, no correction", {"data.train_targets": "mace", "loss.alpha": 0.0},
+           "Hovy et al., NAACL 2013: annotators who sometimes spam (crowd-kit MACE); the posterior as a static soft label"),
     Preset("cor-cor", "(a) cor / cor", {"loss.clear_terms": "cor", "loss.ambiguous_terms": "cor"}, "Fig. 6 (a)"),
     Preset("ic-ic", "(b) ic / ic", {"loss.clear_terms": "ic", "loss.ambiguous_terms": "ic"}, "Fig. 6 (b)"),
 )}
 METHODS = ("paper", "paper-running", "soft-static", "clear-hard", "plurality-hard", "bootstrap-soft",
-           "bootstrap-hard", "proselflc", "selc", "li-interclass", "smile-svm")
+           "bootstrap-hard", "proselflc", "selc", "li-interclass", "smile-svm", "ds-soft", "ds-paper", "mace-soft")
+# The methods that need annotator-level labels (annotations.csv): a corpus without them is refused.
+AGGREGATION_METHODS = ("ds-soft", "ds-paper", "mace-soft")
 FIG6_PRESETS = ("cor-cor", "ic-ic", "paper", "soft-static")
 
 

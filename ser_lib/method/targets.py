@@ -4,7 +4,10 @@
   with their soft label of vote proportions (eq. 5);
 - "clear_only" (common SER practice): the clear samples alone;
 - "plurality": every sample, an ambiguous one with the one-hot label of its most-voted class
-  (a tie goes to the class listed first in data.classes).
+  (a tie goes to the class listed first in data.classes);
+- "dawid-skene", "mace": every sample, an ambiguous one with the soft label a label aggregation
+  model infers from who gave which label (`method.aggregation`, applied by `train.folds.prepare_fold`,
+  which knows the fold's annotator labels).
 
 Validation and test sets are never changed: they are clear samples with consensus labels.
 """
@@ -19,12 +22,13 @@ import torch
 from ..config import TRAIN_TARGETS
 from ..data.labels import AMBIGUOUS, CLEAR
 from ..data.samples import Sample
+from .aggregation import AGGREGATORS
 from ..errors import ConfigError
 
 
 def training_targets(samples: list[Sample], rule: str) -> list[Sample]:
     """`samples` as the rule trains on them (new Sample objects where a label changes)."""
-    if rule == "soft":
+    if rule in ("soft", *AGGREGATORS):  # the aggregated labels need the fold's annotations: prepare_fold
         return samples
     if rule == "clear_only":
         return [s for s in samples if s.subset == CLEAR]

@@ -37,6 +37,8 @@ from ..data.cache import FeatureCache
 from ..data.labels import AMBIGUOUS, CLEAR
 from ..data.samples import Sample, build_samples
 from ..errors import ConfigError, ManifestError
+from ..data.annotations import ANNOTATIONS_CSV, read_annotations
+from ..method.aggregation import AGGREGATORS, aggregated_soft_labels, with_aggregated_labels
 from ..method.targets import training_targets
 
 
@@ -270,6 +272,17 @@ def split_frame(parted: pd.DataFrame, fold: Fold) -> dict[str, pd.DataFrame]:
     return {name: _with_attrs(frame, parted) for name, frame in splits.items()}
 
 
+def annotator_labels(parted: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The annotations beside the partition's manifest; a corpus without them is refused."""
+    manifest = parted.attrs.get("source", "")
+    annotations = read_annotations(manifest, set(parted["utt_id"])) if manifest else None
+    if annotations is None:
+        raise ConfigError(f"data.train_targets={method} aggregates annotators, but {manifest or 'this corpus'} has no "
+                          f"{ANNOTATIONS_CSV} beside it (who gave which label); `ser synth` and "
+                          "`ser manifest iemocap` write one")
+    return annotations
+
+
 def _check_splits(parted: pd.DataFrame, fold: Fold, splits: dict[str, pd.DataFrame]) -> None:
     source = parted.attrs.get("source", "manifest")
     where = f"{source}, fold {fold.name}"
@@ -327,8 +340,14 @@ def prepare_fold(parted: pd.DataFrame, fold: Fold, config: Config, cache: Featur
             return []
         return build_samples(frame, config.data, config.features, cache, subsets=subsets, progress=progress)
 
+    train = training_targets(samples("train", (CLEAR, AMBIGUOUS)), config.data.train_targets)
+    if config.data.train_targets in AGGREGATORS:  # fitted on this fold's training utterances only
+        annotations = annotator_labels(parted, config.data.train_targets)
+        train_utterances = set(parted.loc[parted["speaker"].astype(str).isin(fold.train_speakers), "utt_id"])
+        soft = aggregated_soft_labels(annotations, train_utterances, config.data.classes, config.data.train_targets)
+        train = with_aggregated_labels(train, soft)
     return FoldData(
-        train=training_targets(samples("train", (CLEAR, AMBIGUOUS)), config.data.train_targets),
+        train=train,
         validation=samples("validation", (CLEAR,)),
         test=samples("test", (CLEAR,)),
         test_ambiguous=samples("test_ambiguous", (AMBIGUOUS,)),

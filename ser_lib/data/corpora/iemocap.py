@@ -19,7 +19,9 @@ Votes:
   vote is shared equally among their tags, so votes may be fractional; with ``"each"`` every
   tag is one full vote. A tag repeated by the same evaluator counts once;
 - Excited is merged into happiness (the usual 4-class IEMOCAP setup); tags outside the
-  target classes (Frustration, Surprise, Fear, Disgust, Other) count as ``votes_other``.
+  target classes (Frustration, Surprise, Fear, Disgust, Other) count as ``votes_other``;
+- who gave which tag is written to ``annotations.csv`` beside the manifest (`annotations_frame`),
+  for the methods that aggregate annotators.
 
 Speaker: the session plus the gender letter of the turn name's *last* part
 (``Ses01F_impro01_M012`` -> ``Ses01M``); the ``F`` of the dialog prefix only says who wore
@@ -50,6 +52,7 @@ import pandas as pd
 
 from ...config import OTHER, DataConfig
 from ...errors import ConfigError, CorpusError
+from ..annotations import write_annotations
 from ..audio import audio_duration
 from ..manifest import VOTES_PREFIX, write_manifest
 from .text import read_legacy_text
@@ -173,6 +176,7 @@ def build_iemocap_manifest(
                           f"{_listing(missing, MAX_LISTED)}")
     rows = [_manifest_row(turn, wav, audio, classes, self_assessments, multi_tag, out.parent)
             for turn, wav in zip(turns, wavs)]
+    write_annotations(annotations_frame(turns, self_assessments), out)
     write_manifest(pd.DataFrame(rows), out)
     return IemocapSummary(
         manifest=str(out),
@@ -349,6 +353,17 @@ def audio_file(turn: Turn, audio: str = "dialog") -> Path:
     if audio == "dialog":
         return session_dir / "dialog" / "wav" / f"{turn.dialog}.wav"
     return session_dir / "sentences" / "wav" / turn.dialog / f"{turn.turn}.wav"
+
+
+def annotations_frame(turns: list[Turn], self_assessments: bool = False) -> pd.DataFrame:
+    """Who gave which tag (`annotations.csv`), one row per tag, with the emotion names of
+    `TAG_EMOTIONS` (excited is happiness). An evaluator id is read as one person within a
+    session (``Ses01-E2``): the corpus numbers its evaluators per session and does not say that
+    E2 is the same person in two sessions. The counted evaluators are the vote columns' own."""
+    rows = [(turn.turn, f"{turn.session}-{evaluator}", emotion)
+            for turn in turns for evaluator, tags in turn.evaluations.items() if _counted(evaluator, self_assessments)
+            for emotion in dict.fromkeys(TAG_EMOTIONS[tag.lower()] for tag in tags)]  # "Happiness; Excited": once
+    return pd.DataFrame(rows, columns=["utt_id", "annotator", "label"])
 
 
 def _manifest_row(turn: Turn, wav: Path, audio: str, classes, self_assessments: bool,

@@ -9,7 +9,8 @@ Layout as in IEMOCAP: 5 sessions x 2 speakers (one female, one male voice), spea
   distribution (`EMOTION_PROSODY`: pitch level and range, rate, loudness, spectral tilt,
   breathiness, harshness) on top of the speaker's own baseline;
 - 3-5 votes (``votes_<class>``, ``votes_other``) from simulated annotators, each with a
-  class bias and a temperature, drawn from a per-session pool as in IEMOCAP.
+  class bias and a temperature, drawn from a per-session pool as in IEMOCAP; who gave which vote
+  is written to ``annotations.csv`` beside the manifest (`ser_lib.data.annotations`).
 
 About 40% of the utterances come out ambiguous under the clear/ambiguous rule of
 `ser_lib.labels` (no class with more than half of the votes), for every size and seed.
@@ -36,9 +37,10 @@ import soundfile
 import soxr
 from tqdm.auto import tqdm
 
-from ...config import DataConfig, SynthConfig
+from ...config import OTHER, DataConfig, SynthConfig
 from ...errors import ConfigError
 from ...files import atomic_write_bytes
+from ..annotations import write_annotations
 from ..manifest import write_manifest
 from . import espeak
 
@@ -202,6 +204,8 @@ class Utterance:
     breath: float
     drive: float
     seed: int  # for eSpeak's noise and the rendering noise
+    # Who voted what: (annotator's index in the session's pool, class index; K = other), one per vote.
+    annotations: tuple[tuple[int, int], ...] = ()
 
 
 def plan_corpus(
@@ -260,6 +264,14 @@ def manifest_frame(utterances: list[Utterance], durations: dict[int, float] | No
     columns["votes_other"] = [int(u.votes[-1]) for u in utterances]
     columns |= {f"true_{c}": [float(u.true[k]) for u in utterances] for k, c in enumerate(classes)}
     return pd.DataFrame(columns)
+
+
+def annotations_frame(utterances: list[Utterance]) -> pd.DataFrame:
+    """Who voted what (`annotations.csv`): annotators are named by session and their place in
+    the session's pool (``Ses01-A3``), the same person for every utterance of that session."""
+    labels = [*_classes(), OTHER]
+    rows = [(u.utt_id, f"{u.session}-A{a + 1}", labels[k]) for u in utterances for a, k in u.annotations]
+    return pd.DataFrame(rows, columns=["utt_id", "annotator", "label"])
 
 
 def _classes() -> tuple[str, ...]:
@@ -334,7 +346,7 @@ def _apportion(n: int, shares: np.ndarray, rng: np.random.Generator | None = Non
 def _plan_utterance(rng, index, utt_id, path, speaker, session, voice, baseline, kind, tier, pool, classes):
     true = _true_distribution(rng, kind, classes)
     outside = rng.uniform(0.35, 0.75) if kind == "blend" and rng.random() < OUTSIDE_EMOTION_SHARE else 0.0
-    votes = _annotate(rng, true, pool, outside)
+    votes, annotations = _annotate(rng, true, pool, outside)
     prosody = _blend_prosody(true, classes)
     _, low, high = DURATION_TIERS[tier]
     target_s = float(np.exp(rng.uniform(np.log(low), np.log(high))))
@@ -345,7 +357,7 @@ def _plan_utterance(rng, index, utt_id, path, speaker, session, voice, baseline,
     ending = "!" if rng.random() < arousal - 0.3 else ("?" if rng.random() < 0.1 else ".")
     return Utterance(
         index=index, utt_id=utt_id, path=path, speaker=speaker, session=session, voice=voice,
-        true=true, votes=votes, words=words,
+        true=true, votes=votes, words=words, annotations=annotations,
         n_words=max(1, round((target_s - sum(pad_s)) * rate / 60)),
         ending=ending, tier=tier, target_s=target_s, pad_s=pad_s,
         rate=int(np.clip(round(rate), 90, 320)),
@@ -382,8 +394,10 @@ def _true_distribution(rng: np.random.Generator, kind: str, classes: tuple[str, 
     return p
 
 
-def _annotate(rng: np.random.Generator, true: np.ndarray, pool: list[Annotator], outside: float) -> np.ndarray:
-    """Votes ``[K + 1]`` (target classes, then other) of 3-5 annotators from the pool.
+def _annotate(rng: np.random.Generator, true: np.ndarray, pool: list[Annotator],
+              outside: float) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
+    """Votes ``[K + 1]`` (target classes, then other) of 3-5 annotators from the pool, and who
+    gave each: (pool index, class index) pairs, K meaning other.
 
     Annotator a perceives q_a ∝ true^(1/T_a) · bias_a, and with its `other_rate`, raised by
     the utterance's `outside` emotion share, an emotion outside the targets. The panel votes by
@@ -399,6 +413,7 @@ def _annotate(rng: np.random.Generator, true: np.ndarray, pool: list[Annotator],
     order = np.append(np.argsort(-true, kind="stable"), len(true))
     positions = (rng.permutation(n) + rng.uniform(size=n)) / n
     votes = np.zeros(len(true) + 1, dtype=int)
+    annotations = []
     for a, u in zip(panel, positions):
         annotator = pool[a]
         q = np.power(true, 1.0 / annotator.temperature) * annotator.bias
@@ -406,7 +421,8 @@ def _annotate(rng: np.random.Generator, true: np.ndarray, pool: list[Annotator],
         cumulative = np.cumsum(np.append((1 - other) * q / q.sum(), other)[order])
         slot = min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), len(order) - 1)
         votes[order[slot]] += 1
-    return votes
+        annotations.append((int(a), int(order[slot])))
+    return votes, tuple(annotations)
 
 
 def _blend_prosody(true: np.ndarray, classes: tuple[str, ...]) -> Prosody:
@@ -527,7 +543,8 @@ def synthesize_corpus(
 
     label = size if per_speaker is None else f"{per_speaker}/speaker"
     durations = render_all(utterances, out_dir, sample_rate, workers, f"synth {label}", progress)
-    return write_manifest(manifest_frame(utterances, durations), manifest_path)
+    write_annotations(annotations_frame(utterances), manifest_path)
+    return write_manifest(manifest_frame(utterances, durations), manifest_path)  # last: the corpus is complete
 
 
 def render_all(utterances: list[Utterance], out_dir: Path, sample_rate: int, workers: int, desc: str,
