@@ -217,9 +217,11 @@ def cmd_synth(args, config: Config) -> int:
         raise ConfigError("--hours applies to --unlabelled speech only")
     size = args.size or config.synth.size
     started = time.perf_counter()
-    temperature = config.synth.annotator_temperature
-    manifest_path = synthesize_corpus(args.out, seed=seed, size=size, progress=True, annotator_temperature=temperature)
-    print(f"wrote {manifest_path} ({size}, seed {seed}, annotator temperature up to {temperature:g}) "
+    temperature, confusion = config.synth.annotator_temperature, config.synth.annotator_confusion
+    manifest_path = synthesize_corpus(args.out, seed=seed, size=size, progress=True, annotator_temperature=temperature,
+                                      annotator_confusion=confusion)
+    print(f"wrote {manifest_path} ({size}, seed {seed}, annotator temperature up to {temperature:g}, "
+          f"confusion {confusion:g}) "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
 

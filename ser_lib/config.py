@@ -206,8 +206,15 @@ class SynthConfig:
     # ambiguous utterances and observed soft labels further from the truth; 1.5 is the default
     # corpus (39% ambiguous), 1.0 annotators who perceive the truth itself.
     annotator_temperature: float = 1.5
+    # Systematic confusion, the testbed's second knob: every annotator of a session's pool hears one
+    # class as another (a pair drawn per annotator, e.g. neutral as sadness) and moves this share of
+    # what it perceives of the first class to the second. 0 (the default corpus) confuses nothing;
+    # the pairs come from a random stream of their own, so 0 leaves the corpus byte-identical.
+    annotator_confusion: float = 0.0
 
     def validate(self) -> None:
+        if not 0.0 <= self.annotator_confusion <= 1.0:
+            raise ConfigError(f"synth.annotator_confusion must be in [0, 1], got {self.annotator_confusion}")
         if not self.annotator_temperature >= 1.0:
             raise ConfigError(f"synth.annotator_temperature must be >= 1, got {self.annotator_temperature}")
         if self.size not in ("small", "medium", "large"):

@@ -70,6 +70,7 @@ def run_demo(config: Config, data_dir: str | Path, run_dir: str | Path, figures_
     run_dir, figures_dir = Path(run_dir), Path(figures_dir)
     manifest_path = prepare_corpus("synthetic", data_dir, size=config.synth.size, seed=config.synth.seed,
                                    annotator_temperature=config.synth.annotator_temperature,
+                                   annotator_confusion=config.synth.annotator_confusion,
                                    progress=progress)
     parted = labels.load_partition(manifest_path, config.data)
     write_partition(parted, figures_dir)

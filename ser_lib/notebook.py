@@ -59,6 +59,7 @@ def notebook_setup(corpus: str, data_dir: str | Path, root: str | Path | None = 
     config = load_config(profile, overrides={**(overrides or {}), **(runtime or {})})
     manifest_path = prepare_corpus(corpus, data_dir, root=root, size=config.synth.size, seed=config.synth.seed,
                                    annotator_temperature=config.synth.annotator_temperature,
+                                   annotator_confusion=config.synth.annotator_confusion,
                                    progress=False)
     parted = load_partition(manifest_path, config.data)
     return NotebookSetup(with_first_folds(config, parted, num_folds), Path(manifest_path), parted, Path(runs_dir))

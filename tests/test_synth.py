@@ -271,3 +271,25 @@ def test_annotator_temperature_is_the_noise_knob():
     assert default.equals(explicit)
     with pytest.raises(ConfigError, match="annotator_temperature"):
         synth.plan_corpus(0, "small", annotator_temperature=0.5)
+
+
+def test_annotator_confusion_makes_each_annotator_hear_one_class_as_another():
+    """synth.annotator_confusion: each annotator's own (heard, heard as) pair shows in who voted
+    what; 0 changes nothing (the default corpus stays byte-identical)."""
+    seed, share = 0, 0.6
+    plain, confused = synth.plan_corpus(seed, "small"), synth.plan_corpus(seed, "small", annotator_confusion=share)
+    assert [u.votes.tolist() for u in synth.plan_corpus(seed, "small", annotator_confusion=0.0)] == \
+        [u.votes.tolist() for u in plain]
+    shifts = []
+    for session_ix, session in enumerate(sorted({u.session for u in plain})):
+        pool = synth._annotator_pool(seed, session_ix, len(synth._classes()), synth.SynthConfig.annotator_temperature)
+        for a, annotator in enumerate(synth._confused(pool, seed, session_ix, share)):
+            heard, heard_as = annotator.confusion
+
+            def rate(utterances):  # how often annotator a says heard_as when the truth is mostly heard
+                labels = [k for u in utterances if u.session == session and int(np.argmax(u.true)) == heard
+                          for who, k in u.annotations if who == a]
+                return np.mean([k == heard_as for k in labels]) if labels else np.nan
+            shifts.append(rate(confused) - rate(plain))
+    shifts = np.array(shifts)[~np.isnan(shifts)]
+    assert len(shifts) >= 20 and np.median(shifts) > 0.3, shifts

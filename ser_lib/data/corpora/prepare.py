@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...config import SynthConfig
 from ...errors import ManifestError
 
 MANIFEST_NAME = "manifest.csv"
@@ -16,7 +17,8 @@ MANIFEST_NAME = "manifest.csv"
 
 def prepare_corpus(corpus: str, data_dir: str | Path, root: str | Path | None = None,
                    size: str = "small", seed: int = 0, progress: bool = True,
-                   annotator_temperature: float = 1.5) -> Path:
+                   annotator_temperature: float = SynthConfig.annotator_temperature,
+                   annotator_confusion: float = SynthConfig.annotator_confusion) -> Path:
     """Return the manifest path of `corpus`, building it on first use."""
     data_dir = Path(data_dir)
     manifest = data_dir / MANIFEST_NAME
@@ -25,7 +27,7 @@ def prepare_corpus(corpus: str, data_dir: str | Path, root: str | Path | None = 
             from .synth import synthesize_corpus
 
             synthesize_corpus(data_dir, seed=seed, size=size, progress=progress,
-                              annotator_temperature=annotator_temperature)
+                              annotator_temperature=annotator_temperature, annotator_confusion=annotator_confusion)
         return manifest
     if corpus == "emodb":
         if root is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import re
+import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -103,7 +104,7 @@ NOISE_FLOOR_DBFS = -60.0  # white noise everywhere: no digital silence reaches t
 UTTERANCES_PER_WORKER = 200
 
 # Random streams: one generator per (seed, stream, item).
-_PLAN, _SPEAKER, _QUOTA, _SESSION, _RENDER = range(5)
+_PLAN, _SPEAKER, _QUOTA, _SESSION, _RENDER, _CONFUSION = range(6)
 _WAV_NAME = re.compile(r"Ses\d\d[FM]_u\d{4}\.wav")
 
 # ---------------------------------------------------------------------------------------
@@ -177,6 +178,9 @@ class Annotator:
     bias: np.ndarray  # [K] multiplicative class preference
     temperature: float  # >= 1: flattens what the annotator perceives, i.e. noisier votes
     other_rate: float  # chance of perceiving an emotion outside the target classes
+    # (class heard, class it is heard as) and the share moved (synth.annotator_confusion); none by default.
+    confusion: tuple[int, int] = (0, 0)
+    confusion_share: float = 0.0
 
 
 @dataclass
@@ -213,11 +217,13 @@ def plan_corpus(
     size: str = SynthConfig.size,
     per_speaker: int | None = None,
     annotator_temperature: float = SynthConfig.annotator_temperature,
+    annotator_confusion: float = SynthConfig.annotator_confusion,
 ) -> list[Utterance]:
     """Draw labels, texts and prosody of every utterance, without audio.
 
     `per_speaker` overrides the size's number of utterances per speaker (quick looks, tests);
-    `annotator_temperature` is the upper end of the annotators' temperatures (`SynthConfig`).
+    `annotator_temperature` is the upper end of the annotators' temperatures and
+    `annotator_confusion` the share each annotator moves from one class to another (`SynthConfig`).
     """
     if not annotator_temperature >= 1.0:
         raise ConfigError(f"synth.annotator_temperature must be >= 1, got {annotator_temperature}")
@@ -231,7 +237,8 @@ def plan_corpus(
     utterances = []
     for session_ix in range(SESSIONS):
         session = f"Ses{session_ix + 1:02d}"
-        pool = _annotator_pool(seed, session_ix, len(classes), annotator_temperature)
+        pool = _confused(_annotator_pool(seed, session_ix, len(classes), annotator_temperature),
+                         seed, session_ix, annotator_confusion)
         for gender_ix, gender in enumerate("FM"):
             speaker_ix = 2 * session_ix + gender_ix
             speaker = session + gender
@@ -296,6 +303,16 @@ def _annotator_pool(seed: int, session_ix: int, num_classes: int, max_temperatur
         )
         for _ in range(ANNOTATORS_PER_SESSION)
     ]
+
+
+def _confused(pool: list[Annotator], seed: int, session_ix: int, share: float) -> list[Annotator]:
+    """The pool with a confusion per annotator: a (heard, heard as) pair of distinct classes from
+    a random stream of its own, so that `share` = 0 draws nothing and changes nothing."""
+    if share == 0.0:
+        return pool
+    rng = _rng(seed, _CONFUSION, session_ix)
+    pairs = [tuple(int(c) for c in rng.choice(len(a.bias), size=2, replace=False)) for a in pool]
+    return [dataclasses.replace(a, confusion=pair, confusion_share=share) for a, pair in zip(pool, pairs)]
 
 
 def _speaker_baseline(seed: int, speaker_ix: int) -> dict[str, float]:
@@ -417,6 +434,12 @@ def _annotate(rng: np.random.Generator, true: np.ndarray, pool: list[Annotator],
     for a, u in zip(panel, positions):
         annotator = pool[a]
         q = np.power(true, 1.0 / annotator.temperature) * annotator.bias
+        if annotator.confusion_share:  # hears `heard` as `heard_as` that often
+            heard, heard_as = annotator.confusion
+            moved = annotator.confusion_share * q[heard]
+            q = q.copy()
+            q[heard] -= moved
+            q[heard_as] += moved
         other = 1 - (1 - annotator.other_rate) * (1 - outside)
         cumulative = np.cumsum(np.append((1 - other) * q / q.sum(), other)[order])
         slot = min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), len(order) - 1)
@@ -521,6 +544,7 @@ def synthesize_corpus(
     workers: int = SynthConfig.workers,
     per_speaker: int | None = None,
     annotator_temperature: float = SynthConfig.annotator_temperature,
+    annotator_confusion: float = SynthConfig.annotator_confusion,
 ) -> Path:
     """Generate the corpus in `out_dir` (WAVs under ``wav/``) and return its manifest path.
 
@@ -534,7 +558,7 @@ def synthesize_corpus(
     if workers < 1:
         raise ConfigError(f"synth workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
-    utterances = plan_corpus(seed, size, per_speaker, annotator_temperature)
+    utterances = plan_corpus(seed, size, per_speaker, annotator_temperature, annotator_confusion)
     sample_rate = DataConfig().sample_rate
     manifest_path = out_dir / "manifest.csv"
     out_dir.mkdir(parents=True, exist_ok=True)
