@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--json", action="store_true", help="print one JSON object")
     part.set_defaults(handler=cmd_partition)
 
-    train = commands.add_parser("train", parents=[common], help="train and evaluate one LOSO fold (two stages)")
+    train = commands.add_parser("train", parents=[common], help="train and evaluate one fold (two stages): leave-one-speaker-out, or k03-of-10 with eval.kfold")
     train.add_argument("--manifest", required=True, type=Path)
     train.add_argument("--fold", required=True,
                        help="the fold: its held-out (test) speaker, or k03-of-10 with eval.kfold")
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-folds", type=int, default=4, help="LOSO folds to run (the first speakers)")
     demo.set_defaults(handler=cmd_demo, profile="demo")
 
-    sweep = commands.add_parser("sweep", help="a grid of methods, settings and seeds over the LOSO folds, on Ray Tune")
+    sweep = commands.add_parser("sweep", help="a grid of methods, settings and seeds over the folds (LOSO or eval.kfold), on Ray Tune")
     sweep.add_argument("--grid", required=True, type=Path, help="grid YAML (see grids/)")
     sweep.add_argument("--manifest", required=True, type=Path)
     sweep.add_argument("--out", required=True, type=Path, help="sweep folder (one run folder per method/point/seed)")
@@ -456,7 +456,7 @@ def _parse_seconds(text: str, option: str) -> list[float]:
 
 
 def _results_line(results: dict, out: Path) -> str:
-    optimistic = " (optimistic: validated on the test speaker)" if results.get("optimistic") else ""
+    optimistic = " (optimistic: validated on the test speakers)" if results.get("optimistic") else ""
     cells = []
     for key in ("wa", "ua"):
         ci = results.get(f"{key}_ci")

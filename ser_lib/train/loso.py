@@ -36,7 +36,7 @@ def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, res
     runs.record_manifest(run_dir, manifest_path)
     cache = FeatureCache(config.cache_dir)
     records = []
-    for fold in tqdm(folds, desc="LOSO folds", disable=not progress or len(folds) == 1):
+    for fold in tqdm(folds, desc="folds", disable=not progress or len(folds) == 1):
         fold_dir = runs.fold_dir(run_dir, fold.name)
         if resume and runs.is_finished(fold_dir):
             records.append(runs.read_fold_record(fold_dir))
