@@ -100,16 +100,14 @@ def _cpu_info() -> tuple[str, set[str]]:
     """The CPU's model name and flags from /proc/cpuinfo (Linux); elsewhere the platform's name."""
     import platform
 
+    cpuinfo = Path("/proc/cpuinfo")
     model, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:  # not Linux
-        pass
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:  # Linux only
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
     return model or platform.processor() or platform.machine(), flags
 
 

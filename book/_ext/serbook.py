@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import shutil
 import typing
 from pathlib import Path
 
 BOOK = Path(__file__).resolve().parents[1]
 REPO = BOOK.parent
 GENERATED = BOOK / "_generated"
-MATHJAX_DIR = "mathjax"
 
 
 def field_comments(source: str) -> dict[tuple[str, str], str]:
@@ -117,10 +115,9 @@ def generate(app) -> None:
 def copy_mathjax(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    import jupyter_server_mathjax
+    from ser_lib.analysis.export import copy_mathjax as copy_mathjax_into
 
-    source = Path(jupyter_server_mathjax.__file__).parent / "static"
-    shutil.copytree(source, Path(app.outdir) / "_static" / MATHJAX_DIR, dirs_exist_ok=True)
+    copy_mathjax_into(Path(app.outdir) / "_static")  # the same copy `ser export-html` writes beside its pages
 
 
 def setup(app):
