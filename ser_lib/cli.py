@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="a grid of methods, settings and seeds over the folds (LOSO or eval.kfold), on Ray Tune")
     sweep.add_argument("--grid", required=True, type=Path, help="grid YAML (see grids/)")
-    sweep.add_argument("--manifest", required=True, type=Path)
+    sweep.add_argument("--manifest", type=Path,
+                       help="every run's corpus (not for a grid with `corpus: synth`, which generates one per run)")
     sweep.add_argument("--out", required=True, type=Path, help="sweep folder (one run folder per method/point/seed)")
     sweep.add_argument("--address", help="join this Ray cluster (default: local Ray on this machine)")
     sweep.add_argument("--resume", action="store_true", help="continue a sweep: finished folds are never rerun")

@@ -14,10 +14,19 @@ A grid file (the shipped ones are in `grids/`)::
     threads: 1                    # torch threads per trial (`runtime.threads`)
     contrast: loss.alpha          # optional: the report pairs each value of this grid key with its
                                   # first value, at the same other values, fold and seed
+    corpus: synth                 # optional: no --manifest; every run gets the synthetic corpus of its
+                                  # own `synth.*` settings, generated on first use (`experiments.corpora`)
+    draws: synth.seed             # optional: a grid key whose values are corpus draws; the report pairs
+                                  # over (draw, fold, seed) instead of making each draw a row
 
 A *run* is one (method, grid point, seed): a run folder `METHOD/POINT/seed-N` under the sweep
 folder, with the usual fold folders (`analysis.runs`). A *trial* is one fold of one run, the unit
 a sweep schedules.
+
+With `corpus: synth` the corpus is an axis like any config key: a grid over
+`synth.annotator_temperature` and `synth.seed` spans several noise levels and corpus draws in one
+sweep and one report. A ranking from one corpus draw need not carry over to another, so `draws`
+tells the report that the draw is a level of variation to pair over, not a setting to compare.
 """
 
 from __future__ import annotations
@@ -35,7 +44,9 @@ from ..errors import ConfigError
 from ..method.presets import PRESETS, apply_preset
 
 DEFAULT_POINT = "default"
-GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description", "contrast"}
+GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description", "contrast",
+             "corpus", "draws"}
+CORPORA = ("synth",)  # what `corpus:` may name; without it the sweep's --manifest is every run's corpus
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class Grid:
     threads: int = 1
     description: str = ""
     contrast: str | None = None  # a grid key whose values the report pairs with its first value
+    corpus: str | None = None  # "synth": each run's corpus is generated from its synth.* settings
+    draws: str | None = None  # a grid key holding corpus draws (e.g. synth.seed), paired over in the report
 
     def points(self) -> list[dict[str, Any]]:
         """Every combination of the grid's values, in file order ([{}] without a grid)."""
@@ -57,8 +70,13 @@ class Grid:
         return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
 
     def runs(self) -> list["Run"]:
-        """Seed-major, so a sweep stopped early has every method and point for the first seeds."""
-        return [Run(method, point, seed) for seed in self.seeds for method in self.methods for point in self.points()]
+        """Seed-major, then draw-major, so a sweep stopped early has every method and point for the
+        first seeds and corpus draws."""
+        runs = [Run(method, point, seed) for seed in self.seeds for method in self.methods for point in self.points()]
+        if self.draws is None:
+            return runs
+        draws = list(self.grid[self.draws])
+        return sorted(runs, key=lambda run: (self.seeds.index(run.seed), draws.index(run.point[self.draws])))
 
     def speakers(self, all_speakers: list[str]) -> list[str]:
         """The grid's folds among the corpus' fold names (its sorted speakers under LOSO)."""
@@ -81,7 +99,7 @@ class Grid:
         return {"name": self.name, "description": self.description, "profile": self.profile, "set": dict(self.set),
                 "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},
                 "seeds": list(self.seeds), "folds": self.folds if not isinstance(self.folds, tuple) else list(self.folds),
-                "threads": self.threads, "contrast": self.contrast}
+                "threads": self.threads, "contrast": self.contrast, "corpus": self.corpus, "draws": self.draws}
 
 
 @dataclass(frozen=True)
@@ -143,7 +161,16 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
         folds=tuple(str(f) for f in folds) if isinstance(folds, list) else folds,
         threads=int(tree.get("threads", 1)), description=str(tree.get("description", "")).strip(),
         contrast=None if tree.get("contrast") is None else str(tree["contrast"]),
+        corpus=None if tree.get("corpus") is None else str(tree["corpus"]),
+        draws=None if tree.get("draws") is None else str(tree["draws"]),
     )
+    if grid.corpus is not None and grid.corpus not in CORPORA:
+        raise ConfigError(f"{source}: corpus must be one of {list(CORPORA)} (or absent: the sweep's --manifest), "
+                          f"got {grid.corpus!r}")
+    if grid.draws is not None and grid.draws not in grid.grid:
+        raise ConfigError(f"{source}: draws {grid.draws!r} must be a grid key; the grid has {sorted(grid.grid)}")
+    if grid.draws is not None and grid.draws == grid.contrast:
+        raise ConfigError(f"{source}: {grid.draws!r} cannot be both the draws and the contrast")
     if grid.contrast is not None and len(grid.grid.get(grid.contrast, ())) < 2:
         raise ConfigError(f"{source}: contrast {grid.contrast!r} must be a grid key with at least two values")
     if grid.threads < 1:

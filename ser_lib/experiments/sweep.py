@@ -32,6 +32,7 @@ from ..data.labels import load_partition
 from ..errors import ConfigError, SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
 from ..train.folds import fold_names
+from .corpora import corpus_label, run_manifests
 from .grid import Grid, Run, load_grid
 from .placement import (cluster_gpus, describe_cluster, end_leftover_ray, forget_local_ray, gpus_per_trial,
                         granted_gpus, record_local_ray, start_ray, this_node, trial_device)
@@ -52,42 +53,43 @@ class SweepOutcome:
     complete_runs: list[str] = field(default_factory=list)
 
 
-def run_sweep(grid_path: str | Path, manifest_path: str | Path, out: str | Path, address: str | None = None,
+def run_sweep(grid_path: str | Path, manifest_path: str | Path | None, out: str | Path, address: str | None = None,
               resume: bool = False, concurrency: int | None = None, progress: bool = True,
               gpus: float | None = None) -> SweepOutcome:
     """Train every pending fold of the grid's runs; return what happened.
 
-    `gpus` is each trial's share of a GPU (`--gpus-per-trial`); None picks it from the cluster
-    (`placement.gpus_per_trial`)."""
+    `manifest_path` is every run's corpus; None for a grid that generates its own (`corpus: synth`,
+    `experiments.corpora`). `gpus` is each trial's share of a GPU (`--gpus-per-trial`); None picks
+    it from the cluster (`placement.gpus_per_trial`)."""
     started = time.perf_counter()
     grid, out = load_grid(grid_path), Path(out).resolve()
-    manifest_path = Path(manifest_path).resolve()
-    _claim_folder(out, grid, manifest_path, resume)
-    parted = load_partition(manifest_path, grid.config(grid.runs()[0]).data)
-    speakers = grid.speakers(_fold_names(grid, parted))
+    manifests = run_manifests(grid, manifest_path, progress)
+    corpus = corpus_label(grid, manifest_path)
+    _claim_folder(out, grid, corpus, resume)
+    speakers = grid.speakers(_fold_names(grid, manifests))
 
     trials, finished = [], 0
     for run in grid.runs():
         config = grid.config(run)
         config.cache_dir = str(project_path(config.cache_dir))
         runs.record_config(out / run.name, config, resume=True)  # refuses a run started with other settings
-        runs.record_manifest(out / run.name, manifest_path)
+        runs.record_manifest(out / run.name, manifests[run.name])
         for speaker in speakers:
             if runs.is_finished(runs.fold_dir(out / run.name, speaker)):
                 finished += 1
             else:
-                trials.append({"run": run.name, "speaker": speaker, "config": config.to_dict()})
+                trials.append({"run": run.name, "speaker": speaker, "config": config.to_dict(),
+                               "manifest": str(manifests[run.name])})
     outcome = SweepOutcome(trials=finished + len(trials), already_finished=finished, trained=0)
     if progress:
         print(f"sweep {grid.name}: {len(grid.runs())} runs x {len(speakers)} folds = {outcome.trials} trials, "
               f"{finished} finished before, {len(trials)} to train")
-    _write_state(out, grid, manifest_path, speakers, outcome)  # `ser report` can read a sweep still running
+    _write_state(out, grid, corpus, speakers, outcome)  # `ser report` can read a sweep still running
     if trials:
-        outcome.trained, outcome.failed = _tune(trials, out, manifest_path, grid, address, concurrency, progress,
-                                                gpus)
+        outcome.trained, outcome.failed = _tune(trials, out, grid, address, concurrency, progress, gpus)
     outcome.complete_runs = _summarize_complete(out, grid.runs(), speakers)
     outcome.wall_seconds = time.perf_counter() - started
-    _write_state(out, grid, manifest_path, speakers, outcome)
+    _write_state(out, grid, corpus, speakers, outcome)
     return outcome
 
 
@@ -122,14 +124,24 @@ def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
             "node_ip": node["node_ip"]}
 
 
-def _fold_names(grid: Grid, parted) -> list[str]:
+def _fold_names(grid: Grid, manifests: dict[str, Path]) -> list[str]:
     """The folds every run of the grid shares: the speakers (LOSO) or k01-of-K ... (eval.kfold).
-    Runs on other folds could not be paired fold by fold, so the grid may not vary the scheme."""
-    schemes = {(c.eval.kfold, c.eval.fold_seed) for c in map(grid.config, grid.runs())}
+    Runs on other folds could not be paired fold by fold, so the grid may not vary the scheme,
+    and the corpora of a grid that generates several must have the same folds."""
+    configs = {run.name: grid.config(run) for run in grid.runs()}
+    schemes = {(c.eval.kfold, c.eval.fold_seed) for c in configs.values()}
     if len(schemes) > 1:
         raise ConfigError(f"grid {grid.name!r}: its runs use different folds (eval.kfold, eval.fold_seed) "
                           f"{sorted(schemes)}; set them once, under `set:`")
-    return fold_names(parted, grid.config(grid.runs()[0]).eval)
+    folds = {}
+    for run, manifest in manifests.items():
+        if manifest not in folds:
+            folds[manifest] = fold_names(load_partition(manifest, configs[run].data), configs[run].eval)
+    distinct = {tuple(names) for names in folds.values()}
+    if len(distinct) > 1:
+        listing = "; ".join(f"{m}: {names}" for m, names in folds.items())
+        raise ConfigError(f"grid {grid.name!r}: its corpora have different folds, so runs could not be paired: {listing}")
+    return list(distinct.pop())
 
 
 def _indexed_trial(params: dict[str, Any], specs: list[dict]) -> dict[str, Any]:
@@ -142,7 +154,7 @@ def _indexed_trial(params: dict[str, Any], specs: list[dict]) -> dict[str, Any]:
         return {"error": str(error)}
 
 
-def _tune(trials: list[dict], out: Path, manifest_path: Path, grid: Grid, address: str | None,
+def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None,
           concurrency: int | None, progress: bool, gpus: float | None) -> tuple[int, list[dict]]:
     import ray
     from ray import tune
@@ -155,7 +167,7 @@ def _tune(trials: list[dict], out: Path, manifest_path: Path, grid: Grid, addres
         record_local_ray(out)
     try:
         available = cluster_gpus()
-        specs = [{**t, "out": str(out), "manifest": str(manifest_path),
+        specs = [{**t, "out": str(out),
                   "gpus": gpus_per_trial(config_from_dict(t["config"]), gpus, available)} for t in trials]
         if progress:
             print(describe_cluster(grid.threads, [s["gpus"] for s in specs]))
@@ -228,15 +240,15 @@ def _error_text(trial) -> str:
         return "unknown error (no error file)"
 
 
-def _claim_folder(out: Path, grid: Grid, manifest_path: Path, resume: bool) -> None:
+def _claim_folder(out: Path, grid: Grid, corpus: str, resume: bool) -> None:
     """A new sweep needs an empty or new folder; --resume continues one (its grid may have grown)."""
     state = out / SWEEP_JSON
     if state.exists() and not resume:
         raise SerError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
     if state.exists():
         recorded = json.loads(state.read_text()).get("manifest")
-        if recorded and Path(recorded) != manifest_path:
-            raise SerError(f"{out} was swept on {recorded}, not {manifest_path}; choose another --out")
+        if recorded and recorded != corpus:
+            raise SerError(f"{out} was swept on {recorded}, not {corpus}; choose another --out")
     elif out.exists() and any(out.iterdir()) and not resume:
         raise SerError(f"{out} is not empty and holds no sweep; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -263,15 +275,16 @@ def _summarize_complete(out: Path, grid_runs: list[Run], speakers: list[str]) ->
     return complete
 
 
-def _write_state(out: Path, grid: Grid, manifest_path: Path, speakers: list[str], outcome: SweepOutcome) -> None:
-    """sweep.json: the grid, the manifest, every run (method, point, seed) and the last outcome."""
+def _write_state(out: Path, grid: Grid, corpus: str, speakers: list[str], outcome: SweepOutcome) -> None:
+    """sweep.json: the grid, the corpus (`corpora.corpus_label`), every run (method, point, seed) and
+    the last outcome."""
     state = out / SWEEP_JSON
     known = json.loads(state.read_text())["runs"] if state.exists() else []
     names = {r["run"] for r in known}
     known += [{"run": r.name, "method": r.method, "point": r.point, "seed": r.seed}
               for r in grid.runs() if r.name not in names]
     atomic_write_json(state, {
-        "grid": grid.to_dict(), "manifest": str(manifest_path), "speakers": speakers,
+        "grid": grid.to_dict(), "manifest": corpus, "speakers": speakers,
         "runs": known,  # every run this folder was ever swept with (a resumed grid may have grown)
         "last": {"trials": outcome.trials, "already_finished": outcome.already_finished,
                  "trained": outcome.trained, "failed": outcome.failed,
