@@ -16,8 +16,9 @@ from ser_lib.analysis import runs
 from ser_lib.cli import main as ser
 from ser_lib.errors import ConfigError, SerError
 from ser_lib.experiments.grid import grid_from_dict, load_grid
-from ser_lib.experiments.report import paired_against, paired_along, reference_point
-from ser_lib.experiments.sweep import run_sweep
+from ser_lib.experiments import corpora
+from ser_lib.experiments.report import along_level, format_report, paired_against, paired_along, reference_point
+from ser_lib.experiments.sweep import _fold_names, run_sweep
 
 
 def write_grid(path, **tree):
@@ -43,10 +44,96 @@ def test_grid_expands_seed_major_and_names_runs():
     ({"colour": "red"}, "unknown grid key"),
     ({"folds": -1}, "folds must be"),
     ({"grid": {"loss.beta": [0.1, 0.3]}, "contrast": "loss.alpha"}, "contrast 'loss.alpha' must be a grid key"),
+    ({"corpus": "iemocap"}, "corpus must be one of"),
+    ({"grid": {"loss.beta": [0.1, 0.3]}, "draws": "synth.seed"}, "draws 'synth.seed' must be a grid key"),
 ])
 def test_bad_grids_are_config_errors_naming_the_problem(tree, message):
     with pytest.raises(ConfigError, match=message):
         grid_from_dict(tree, source="g.yaml")
+
+
+NOISE_GRID = {"name": "noise", "corpus": "synth", "methods": ["paper", "soft-static"],
+              "grid": {"synth.annotator_temperature": [1.0, 4.0], "synth.seed": [0, 1]}, "draws": "synth.seed"}
+
+
+def test_a_grid_with_draws_runs_draw_major():
+    """Stopped early, a sweep over corpus draws has every method and level of the first draws."""
+    runs_ = grid_from_dict(NOISE_GRID).runs()
+    assert [run.point["synth.seed"] for run in runs_] == [0] * 4 + [1] * 4
+    assert [run.method for run in runs_[:4]] == ["paper", "paper", "soft-static", "soft-static"]
+    config = grid_from_dict(NOISE_GRID).config(runs_[-1])
+    assert (config.synth.seed, config.synth.annotator_temperature) == (1, 4.0)
+
+
+def test_a_synth_grid_generates_each_corpus_once_and_reuses_it(tmp_path, monkeypatch):
+    made = []
+
+    def fake_synthesize(folder, seed, size, progress, workers, annotator_temperature, annotator_confusion):
+        made.append(folder.name)
+        folder.mkdir(parents=True)
+        (folder / "manifest.csv").write_text("utt_id\n")
+        return folder / "manifest.csv"
+
+    monkeypatch.setattr("ser_lib.data.corpora.synth.synthesize_corpus", fake_synthesize)
+    grid = grid_from_dict(NOISE_GRID)
+    manifests = corpora.run_manifests(grid, None, progress=False, root=tmp_path)
+    assert sorted(made) == ["small-seed0-temp1-conf0", "small-seed0-temp4-conf0", "small-seed1-temp1-conf0",
+                            "small-seed1-temp4-conf0"]  # four corpora for eight runs
+    assert manifests["soft-static/synth.annotator_temperature=4,synth.seed=1/seed-0"] == (
+        tmp_path / "small-seed1-temp4-conf0" / "manifest.csv")
+    assert corpora.run_manifests(grid, None, progress=False, root=tmp_path) == manifests and len(made) == 4
+    with pytest.raises(ConfigError, match="generates its corpora .* drop --manifest"):
+        corpora.run_manifests(grid, tmp_path / "manifest.csv", progress=False, root=tmp_path)
+    with pytest.raises(ConfigError, match="give the sweep a --manifest"):
+        corpora.run_manifests(grid_from_dict({"name": "g"}), None, progress=False)
+
+
+def test_corpora_with_other_folds_cannot_share_a_sweep(tiny_corpus, tmp_path):
+    manifest = pd.read_csv(tiny_corpus)
+    fewer = tmp_path / "manifest.csv"
+    manifest[manifest["speaker"] != manifest["speaker"].iloc[0]].assign(
+        path=lambda f: [str(tiny_corpus.parent / p) for p in f["path"]]).to_csv(fewer, index=False)
+    grid = grid_from_dict({"name": "g", "methods": ["paper", "soft-static"]})
+    runs_ = [run.name for run in grid.runs()]
+    assert _fold_names(grid, dict.fromkeys(runs_, tiny_corpus)) == sorted(manifest["speaker"].unique())
+    with pytest.raises(ConfigError, match="different folds"):
+        _fold_names(grid, {runs_[0]: tiny_corpus, runs_[1]: fewer})
+
+
+def noise_frame(ua: dict) -> pd.DataFrame:
+    """Fold rows of a two-method sweep over a noise level and two corpus draws, as `collect` makes them."""
+    rows = []
+    for (method, level, draw, speaker), value in ua.items():
+        point = f"synth.annotator_temperature={level}"
+        rows.append({"method": method, "point": point, "row": f"{method} [{point}]", "draw": draw, "seed": 0,
+                     "speaker": speaker, "synth.annotator_temperature": level, "synth.seed": draw, "wa": value,
+                     "ua": value, "macro_f1": value, "js_train_to_true": 0.1 * level if method == "paper" else 0.05,
+                     "machine": "m"})
+    return pd.DataFrame(rows)
+
+
+def test_draws_are_paired_over_and_the_report_shows_where_the_sign_turns():
+    # paper minus soft-static: +4 and +2 at T=1 (draws 0, 1; fold A), -6 and -2 at T=4.
+    ua = {("soft-static", 1.0, 0, "A"): 50.0, ("soft-static", 1.0, 1, "A"): 60.0,
+          ("soft-static", 4.0, 0, "A"): 40.0, ("soft-static", 4.0, 1, "A"): 45.0,
+          ("paper", 1.0, 0, "A"): 54.0, ("paper", 1.0, 1, "A"): 62.0,
+          ("paper", 4.0, 0, "A"): 34.0, ("paper", 4.0, 1, "A"): 43.0}
+    frame = noise_frame(ua)
+    paired = paired_against(frame, "soft-static")
+    low = paired["paper [synth.annotator_temperature=1.0]"]
+    assert low["n_pairs"] == 2 and low["delta_ua"] == pytest.approx(3.0)  # draw 0 with draw 0, 1 with 1
+    assert low["delta_ua_by_draw"] == {"0": pytest.approx(4.0), "1": pytest.approx(2.0)}
+    summary = {"paired": {"vs soft-static": paired}}
+    along = along_level(frame, summary, NOISE_GRID)
+    assert along["key"] == "synth.annotator_temperature" and along["levels"] == [1.0, 4.0]
+    assert along["delta_ua"]["paper"]["4.0"]["delta_ua"] == pytest.approx(-4.0)
+    assert along["sign_turns"] == {"paper": [[1.0, 4.0]]}
+    assert along["js_train_to_true"]["paper"]["4.0"]["mean"] == pytest.approx(0.4)
+    assert along_level(frame, {"paired": {"vs paper": paired}}, NOISE_GRID) is None  # no soft-static reference
+    markdown = format_report({"grid": "noise", "description": "", "methods": {}, "paired": summary["paired"],
+                              "note": "n", "along": along}, NOISE_GRID, [])
+    assert "paper between synth.annotator_temperature=1 and 4" in markdown
+    assert "same draw, fold and seed" in markdown and "0: +4.0, 1: +2.0" in markdown
 
 
 def test_shipped_grids_load():

@@ -10,6 +10,13 @@ seed s at the same grid point (`metrics.paired_difference`: mean, t-interval, Wi
 references are `paper` and `soft-static` when the sweep has them. A sweep of one method over a
 grid (Tables VII, VIII) pairs every point with the method's own setting (`reference_point`).
 
+A grid whose `draws` key names corpus draws (`ser synth` seeds, `grids/annotator-noise.yaml`)
+does not get a row per draw: the draw becomes a level of variation like the training seed, and
+every difference is paired over (draw, fold, seed), with its mean on each draw beside it, so a
+sign that holds on one corpus draw only shows. With one other grid key (a noise level), the
+report also draws each method's Δ against `soft-static`, and the JS of the training labels to
+the truth, along that key, and marks where a Δ's sign turns.
+
 The tables follow the grid: a method grid is laid out like Tables III and IX (a row per method),
 a one-key grid like Table VII (a row per value), a two-key grid also as a matrix like Table VIII.
 Figures (seaborn): per-fold points with the mean and its interval per row, the paired
@@ -46,6 +53,12 @@ NOT_RECORDED = "not recorded (trained before trial.json held the machine)"
 DEPENDENCE_NOTE = ("Intervals and p-values treat every fold × seed as one observation. The seeds of one fold share "
                    "their test speaker, so these are somewhat optimistic; the per-fold points in the figures show "
                    "the spread behind each mean.")
+DRAWS_NOTE = ("The corpus draw ({key}) is a level of variation, not a row: each Δ pairs a row with its reference "
+              "on the same draw, fold and seed, and its t-interval and Wilcoxon test run over those (draw, fold, "
+              "seed) pairs, so a result must hold across draws to be significant. The pairs of one draw share a "
+              "corpus and those of one fold a test speaker, so the intervals are somewhat optimistic; the Δ on "
+              "each draw is listed beside the pooled one.")
+ALONG_REFERENCE = "soft-static"  # what the figure along a noise level compares every method with
 
 
 @dataclass
@@ -62,12 +75,15 @@ def collect(sweep_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     if not state_path.exists():
         raise SerError(f"{sweep_dir} is not a sweep folder (no {SWEEP_JSON}); run `ser sweep --out {sweep_dir}` first")
     state = json.loads(state_path.read_text())
+    draws = state["grid"].get("draws")
     rows = []
     for run in state["runs"]:
+        shown = {key: value for key, value in run["point"].items() if key != draws}
         for fold in runs.fold_dirs(sweep_dir / run["run"]):
             record = runs.read_fold_record(fold)
-            row = {"run": run["run"], "method": run["method"], "point": _point_label(run["point"]),
-                   "seed": run["seed"], "speaker": record["speaker"], **run["point"]}
+            row = {"run": run["run"], "method": run["method"], "point": _point_label(shown),
+                   "draw": run["point"].get(draws, 0), "seed": run["seed"], "speaker": record["speaker"],
+                   **run["point"]}
             row.update({key: record.get(key) for key, _ in METRICS})
             row.update({name: record.get(key) for key, name in JS_COLUMNS})
             row["train_seconds"] = record.get("train_seconds")
@@ -96,7 +112,8 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict]:
     summary = {}
     for label, group in frame.groupby("row", sort=False):
         entry = {"method": group["method"].iloc[0], "point": group["point"].iloc[0], "n_runs": len(group),
-                 "n_folds": int(group["speaker"].nunique()), "n_seeds": int(group["seed"].nunique())}
+                 "n_folds": int(group["speaker"].nunique()), "n_seeds": int(group["seed"].nunique()),
+                 "n_draws": int(group["draw"].nunique()) if "draw" in group else 1}
         for key, _ in METRICS:
             values = group[key].dropna()
             stat = aggregate(values)
@@ -117,7 +134,7 @@ def paired_against(frame: pd.DataFrame, reference: str, by: str = "method") -> d
     """Every other row minus the reference rows, paired on (fold, seed). `by="method"`: methods
     against method `reference` at the same grid point; `by="point"`: the grid points of one
     method against point `reference` (Tables VII and VIII against the paper's own setting)."""
-    keys = ["point" if by == "method" else "method", "seed", "speaker"]
+    keys = ["point" if by == "method" else "method", *_unit_keys(frame)]
     return _paired(frame[frame[by] != reference], frame[frame[by] == reference], keys)
 
 
@@ -126,7 +143,13 @@ def paired_along(frame: pd.DataFrame, key: str, reference, other_keys: list[str]
     other grid values (`other_keys`), fold and seed: a grid's `contrast`, e.g. each variant with
     the pretrained encoder against the same variant with the random one."""
     is_reference = frame[key].astype(str) == str(reference)
-    return _paired(frame[~is_reference], frame[is_reference], ["method", *other_keys, "seed", "speaker"])
+    return _paired(frame[~is_reference], frame[is_reference], ["method", *other_keys, *_unit_keys(frame)])
+
+
+def _unit_keys(frame: pd.DataFrame) -> list[str]:
+    """What makes two rows one observation: the corpus draw (when the sweep has draws), the training
+    seed and the fold."""
+    return [key for key in ("draw", "seed", "speaker") if key in frame]
 
 
 def _paired(rows: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> dict[str, dict]:
@@ -141,6 +164,9 @@ def _paired(rows: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> dic
         for key, _ in METRICS:
             d = paired_difference(matched[key], matched[f"{key}_ref"])
             entry[f"delta_{key}"], entry[f"delta_{key}_ci"], entry[f"p_{key}"] = d["delta"], d["ci95"], d["p_value"]
+        if "draw" in matched and matched["draw"].nunique() > 1:  # does the sign hold on every corpus draw?
+            per_draw = (matched["ua"] - matched["ua_ref"]).groupby(matched["draw"], sort=True).mean()
+            entry["delta_ua_by_draw"] = {str(draw): float(delta) for draw, delta in per_draw.items()}
         out[label] = entry
     return out
 
@@ -177,11 +203,15 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
     sweep_dir = Path(sweep_dir)
     state, frame = collect(sweep_dir)
     grid = state["grid"]
+    draws = grid.get("draws")
     summary = {"grid": grid["name"], "description": grid.get("description", ""), "sweep": str(sweep_dir),
                "methods": summarize(frame),
                "paired": _paired_sections(state, frame),
-               "expected_folds": len(state.get("speakers", [])), "note": DEPENDENCE_NOTE,
+               "expected_folds": len(state.get("speakers", [])),
+               "note": DRAWS_NOTE.format(key=draws) if draws else DEPENDENCE_NOTE,
                "machines": frame["machine"].value_counts().to_dict()}
+    if (along := along_level(frame, summary, grid)) is not None:
+        summary["along"] = along
     paths = _write_figures(sweep_dir, frame, summary, grid)
     markdown = format_report(summary, grid, [p.name for p in paths])
     atomic_write_text(sweep_dir / "report.md", markdown)
@@ -193,6 +223,43 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
             shutil.copyfile(path, Path(figures_dir) / path.name)
         shutil.copyfile(sweep_dir / "report.md", Path(figures_dir) / f"{grid['name']}_report.md")
     return Report(summary, markdown, paths)
+
+
+def along_level(frame: pd.DataFrame, summary: dict, grid: dict) -> dict | None:
+    """For a grid of one setting (besides its draws), e.g. a noise level, swept with `soft-static`:
+    per method and level, Δ against `soft-static` (from the paired section) and the JS of the final
+    training labels to the truth with its interval, and the levels between which a mean Δ changes
+    sign. None for other grids."""
+    keys = _shown_keys(grid)
+    paired = summary["paired"].get(f"vs {ALONG_REFERENCE}")
+    if len(keys) != 1 or not paired:
+        return None
+    key = keys[0]
+    levels = sorted(frame[key].unique())
+    labels = frame.groupby(["method", key])["row"].first()
+    methods = list(dict.fromkeys(frame["method"]))
+    delta, js = {}, {}
+    for method in methods:
+        for level in levels:
+            label = labels.get((method, level))
+            if label in paired:
+                delta.setdefault(method, {})[str(level)] = {k: paired[label][k] for k in
+                                                           ("delta_ua", "delta_ua_ci", "p_ua", "n_pairs")}
+            values = frame.loc[frame["row"] == label, "js_train_to_true"].dropna() if label else []
+            if len(values):
+                stat = aggregate(values)
+                js.setdefault(method, {})[str(level)] = {"mean": stat["mean"],
+                                                         "ci": reportable_interval(stat, (0.0, 1.0))}
+    turns = {method: _sign_turns(levels, [by_level.get(str(level), {}).get("delta_ua") for level in levels])
+             for method, by_level in delta.items()}
+    return {"key": key, "levels": [float(level) for level in levels], "reference": ALONG_REFERENCE,
+            "delta_ua": delta, "js_train_to_true": js, "sign_turns": {m: t for m, t in turns.items() if t}}
+
+
+def _sign_turns(levels: list, deltas: list) -> list[list[float]]:
+    """[low, high] for every pair of neighbouring levels whose mean Δ have opposite signs."""
+    return [[float(lo), float(hi)] for lo, hi, a, b in zip(levels, levels[1:], deltas, deltas[1:])
+            if a is not None and b is not None and a * b < 0]
 
 
 def _references(frame: pd.DataFrame) -> list[str]:
@@ -209,15 +276,18 @@ def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
     if summary["description"]:
         lines += [summary["description"], ""]
     lines += _results_table(summary)
-    keys = list(grid.get("grid", {}))
+    keys = _shown_keys(grid)
     if len(keys) == 2:
         lines += ["", f"## UA (%) by {keys[0]} (rows) and {keys[1]} (columns)", ""]
         lines += _matrix_table(summary, keys)
+    if "along" in summary:
+        lines += _along_tables(summary["along"])
+    pairs = "same draw, fold and seed" if grid.get("draws") else "same fold and seed"
     for name, rows in summary["paired"].items():
-        lines += ["", f"## Paired differences {name} (same fold and seed)", "",
+        lines += ["", f"## Paired differences {name} ({pairs})", "",
                   "Each Δ is the row's score minus the reference's: positive means the row scored higher.", ""]
         lines += _paired_table(rows)
-    lines += ["", DEPENDENCE_NOTE]
+    lines += ["", summary["note"]]
     if summary.get("machines"):
         lines += ["", "Machines (folds trained on each): "
                   + "; ".join(f"{count} {'' if label == NOT_RECORDED else 'on '}{label}"
@@ -230,13 +300,15 @@ def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
 def _results_table(summary: dict) -> list[str]:
     has_js = any("js_train_to_true" in e for e in summary["methods"].values())
     header = ["method / setting"] + [f"{t} (%)" for _, t in METRICS] + (["JS train→true", "JS pred→true"] if has_js else [])
-    header.append("runs (folds × seeds)")
+    has_draws = any(e.get("n_draws", 1) > 1 for e in summary["methods"].values())
+    header.append("runs (draws × folds × seeds)" if has_draws else "runs (folds × seeds)")
     rows = []
     for label, e in summary["methods"].items():
         cells = [label] + [_cell(e, key) for key, _ in METRICS]
         if has_js:
             cells += [_number(e.get("js_train_to_true"), 4), _number(e.get("js_pred_to_true"), 4)]
-        cells.append(f"{e['n_runs']} ({e['n_folds']} × {e['n_seeds']})")
+        units = [e.get("n_draws", 1)] * has_draws + [e["n_folds"], e["n_seeds"]]
+        cells.append(f"{e['n_runs']} ({' × '.join(map(str, units))})")
         rows.append(cells)
     return markdown_table(header, rows)
 
@@ -248,17 +320,51 @@ def _matrix_table(summary: dict, keys: list[str]) -> list[str]:
 
 
 def _paired_table(rows: dict) -> list[str]:
+    by_draw = any("delta_ua_by_draw" in e for e in rows.values())
     header = ["method / setting", "pairs"] + [f"Δ{t} [95% CI], p" for _, t in METRICS]
+    header += ["ΔUA on each draw"] if by_draw else []
     body = []
     for label, e in rows.items():
-        cells = [label, str(e["n_pairs"])]
-        for key, _ in METRICS:
-            ci = e[f"delta_{key}_ci"]
-            interval = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else " (no CI, < 3 pairs)"
-            p = e[f"p_{key}"]
-            cells.append(f"{e[f'delta_{key}']:+.2f}{interval}, p={'n/a' if p is None else f'{p:.3g}'}")
+        cells = [label, str(e["n_pairs"])] + [_delta_cell(e, key) for key, _ in METRICS]
+        if by_draw:
+            cells.append(", ".join(f"{d}: {v:+.1f}" for d, v in e.get("delta_ua_by_draw", {}).items()) or "–")
         body.append(cells)
     return markdown_table(header, body)
+
+
+def _delta_cell(entry: dict, key: str) -> str:
+    ci, p = entry[f"delta_{key}_ci"], entry[f"p_{key}"]
+    interval = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else " (no CI, < 3 pairs)"
+    return f"{entry[f'delta_{key}']:+.2f}{interval}, p={'n/a' if p is None else f'{p:.3g}'}"
+
+
+def _along_tables(along: dict) -> list[str]:
+    """ΔUA against the reference, and the training labels' JS to the truth, level by level."""
+    key, levels = along["key"], [str(level) for level in along["levels"]]
+    methods = list(along["delta_ua"])
+    lines = ["", f"## ΔUA against {along['reference']} along {key}", "",
+             f"Each cell: the method's UA minus {along['reference']}'s, paired, mean [95% CI], Wilcoxon p.", ""]
+    lines += markdown_table([key] + methods, [[level] + [_delta_cell(along["delta_ua"][m][level], "ua")
+                                                         if level in along["delta_ua"][m] else "–" for m in methods]
+                                              for level in levels])
+    turns = along["sign_turns"]
+    lines += ["", "Where the sign turns: " + ("; ".join(
+        f"{m} between {key}={lo:g} and {hi:g}" for m, pairs in turns.items() for lo, hi in pairs)
+        if turns else "no method's mean Δ changes sign between neighbouring levels.")]
+    js_methods = list(along["js_train_to_true"])
+    if js_methods:
+        lines += ["", f"## JS of the final training labels of the ambiguous samples to the truth (bits) along {key}",
+                  "", "Each cell: mean over folds [95% CI]; lower is closer to the true distribution.", ""]
+        lines += markdown_table([key] + js_methods, [[level] + [_js_cell(along["js_train_to_true"][m].get(level))
+                                                                for m in js_methods] for level in levels])
+    return lines
+
+
+def _js_cell(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    ci = entry["ci"]
+    return f"{entry['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def _cell(entry: dict, key: str) -> str:
@@ -290,9 +396,11 @@ def _write_figures(sweep_dir: Path, frame: pd.DataFrame, summary: dict, grid: di
         against = ("contrast" if reference.endswith(CONTRAST_SECTION) else
                    reference.split()[1] if "[" not in reference else "own-setting")  # "vs paper [α=..]": a grid point
         figures[f"{name}_paired_{against}.png"] = _plot_paired(rows, reference, name)
-    keys = list(grid.get("grid", {}))
+    keys = _shown_keys(grid)
     if len(keys) == 2:
         figures[f"{name}_heatmap.png"] = _plot_heatmap(summary, keys)
+    if "along" in summary:
+        figures[f"{name}_along_{summary['along']['key']}.png"] = _plot_along(summary["along"], name)
     if set(FIG6_PRESETS) <= set(frame["method"]):
         figures[f"{name}_fig6_tsne.png"] = _plot_fig6(sweep_dir, frame, name)
     return [save_figure(figure, out / filename) for filename, figure in figures.items()]
@@ -345,6 +453,43 @@ def _plot_paired(rows: dict, reference: str, name: str):
     return figure
 
 
+def _plot_along(along: dict, name: str):
+    """ΔUA against the reference (left) and the training labels' JS to the truth (right) along the
+    level, a line per method with 95% intervals; an x on the zero line where a mean Δ turns sign."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    key, reference = along["key"], along["reference"]
+    methods = list(dict.fromkeys([*along["delta_ua"], *along["js_train_to_true"]]))
+    colours = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    step = 0.012 * (max(along["levels"]) - min(along["levels"]) or 1)  # dodge the intervals apart
+    figure = Figure(figsize=(12, 4.6), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    panels = ((left, along["delta_ua"], "delta_ua", "delta_ua_ci"), (right, along["js_train_to_true"], "mean", "ci"))
+    for ax, table, mean_key, ci_key in panels:
+        for i, (method, by_level) in enumerate(table.items()):
+            xs = np.array([float(level) for level in by_level]) + (i - len(table) / 2) * step
+            means = np.array([e[mean_key] for e in by_level.values()])
+            intervals = np.array([e[ci_key] or [m, m] for e, m in zip(by_level.values(), means)])
+            ax.errorbar(xs, means, yerr=np.abs(intervals.T - means), fmt="o-", color=colours[method], capsize=3,
+                        markersize=4, linewidth=1.2, label=method)
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    for method, pairs in along["sign_turns"].items():
+        for lo, hi in pairs:
+            a, b = along["delta_ua"][method][str(lo)]["delta_ua"], along["delta_ua"][method][str(hi)]["delta_ua"]
+            crossing = lo + (hi - lo) * a / (a - b)  # where the line between the two means meets 0
+            left.plot([crossing], [0], marker="X", markersize=11, color=colours[method], markeredgecolor="black")
+    left.axhline(0, color="black", linewidth=0.8)
+    left.set_ylabel(f"ΔUA against {reference} (points)")
+    left.set_title(f"UA minus {reference}'s, paired (X: the sign turns)")
+    right.set_ylabel("JS to the truth (bits)")
+    right.set_title("final training labels of the ambiguous samples")
+    right.legend(fontsize=8, loc="best")
+    figure.suptitle(f"{name}: along {key}, mean and 95% CI over the paired (draw, fold, seed) observations")
+    return figure
+
+
 def _plot_heatmap(summary: dict, keys: list[str]):
     import seaborn as sns
     from matplotlib.figure import Figure
@@ -383,6 +528,11 @@ def _plot_fig6(sweep_dir: Path, frame: pd.DataFrame, name: str):
 
 
 # ----------------------------------------------------------------------------- labels
+
+
+def _shown_keys(grid: dict) -> list[str]:
+    """The grid keys that make rows: all but the corpus draws, which are paired over."""
+    return [key for key in grid.get("grid", {}) if key != grid.get("draws")]
 
 
 def _point_label(point: dict) -> str:
