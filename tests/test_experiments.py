@@ -46,6 +46,7 @@ def test_grid_expands_seed_major_and_names_runs():
     ({"grid": {"loss.beta": [0.1, 0.3]}, "contrast": "loss.alpha"}, "contrast 'loss.alpha' must be a grid key"),
     ({"corpus": "iemocap"}, "corpus must be one of"),
     ({"grid": {"loss.beta": [0.1, 0.3]}, "draws": "synth.seed"}, "draws 'synth.seed' must be a grid key"),
+    ({"grid": {"train.smile_sets": ["a", "b"]}, "along": "train.smile_sets"}, "numeric values"),
 ])
 def test_bad_grids_are_config_errors_naming_the_problem(tree, message):
     with pytest.raises(ConfigError, match=message):
@@ -53,7 +54,8 @@ def test_bad_grids_are_config_errors_naming_the_problem(tree, message):
 
 
 NOISE_GRID = {"name": "noise", "corpus": "synth", "methods": ["paper", "soft-static"],
-              "grid": {"synth.annotator_temperature": [1.0, 4.0], "synth.seed": [0, 1]}, "draws": "synth.seed"}
+              "grid": {"synth.annotator_temperature": [1.0, 4.0], "synth.seed": [0, 1]}, "draws": "synth.seed",
+              "along": "synth.annotator_temperature"}
 
 
 def test_a_grid_with_draws_runs_draw_major():
@@ -130,6 +132,7 @@ def test_draws_are_paired_over_and_the_report_shows_where_the_sign_turns():
     assert along["sign_turns"] == {"paper": [[1.0, 4.0]]}
     assert along["js_train_to_true"]["paper"]["4.0"]["mean"] == pytest.approx(0.4)
     assert along_level(frame, {"paired": {"vs paper": paired}}, NOISE_GRID) is None  # no soft-static reference
+    assert along_level(frame, summary, {**NOISE_GRID, "along": None}) is None
     markdown = format_report({"grid": "noise", "description": "", "methods": {}, "paired": summary["paired"],
                               "note": "n", "along": along}, NOISE_GRID, [])
     assert "paper between synth.annotator_temperature=1 and 4" in markdown
@@ -182,6 +185,7 @@ def test_report_json_matches_the_fold_records(sweep, capsys, tmp_path):
     row = report["methods"]["paper [loss.beta=0.3]"]
     ((machine, folds),) = report["machines"].items()  # one machine trained all 8 folds
     assert folds == 8 and "autocast" in machine and machine in (sweep["dir"] / "report.md").read_text()
+    assert report["trials"] == {"finished": 8, "in_grid": 8} and "Incomplete" not in (sweep["dir"] / "report.md").read_text()
     for key in ("wa", "ua", "macro_f1", "wa_ci", "ua_ci", "n_runs", "js_train_to_true"):
         assert key in row
     records = runs.fold_records(sweep["dir"] / "paper/loss.beta=0.3/seed-0")

@@ -7,7 +7,8 @@ on EmoDB (when it is beside the repository) they run with papermill and nbval co
 notebooks (03-05) run in sequence on a tiny corpus with quick settings, sharing one runs folder
 as they do for a user: 03 trains the method, 04 reuses it and adds the no-correction run, 05
 reuses both and adds the other two loss settings. Notebook 07 (pretraining) runs on the tiny corpus
-with one fold."""
+with one fold. Notebook 08 (annotators) reads CREMA-D's ratings when they are beside the repository
+and plans the synthetic corpus's labels; it runs on its defaults, and again without CREMA-D."""
 
 import json
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import papermill
 import pytest
 
-from conftest import EMODB_ROOT, ROOT, needs_emodb
+from conftest import CREMAD_ROOT, EMODB_ROOT, ROOT, needs_emodb
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ["01_data_partitioning", "02_feature_visualization"]
@@ -96,3 +97,33 @@ def test_pretraining_notebook_executes(tiny_corpus, tmp_path, quick):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # curves, t-SNE, learning curves
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
         "pretrained-full", "pretrained-temporal", "random-full", "random-temporal"]
+
+
+def execute_annotators_notebook(executed, **parameters) -> tuple[int, str]:
+    """Notebook 08 run with papermill: the number of figures it shows and the text it prints."""
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "08_annotators.ipynb"), str(executed), kernel_name="python3",
+                               parameters=parameters, cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    outputs = [o for cell in json.loads(executed.read_text())["cells"] for o in cell.get("outputs", [])]
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    return figures, "".join("".join(o.get("text", "")) for o in outputs)
+
+
+@pytest.mark.slow
+def test_annotators_notebook_executes(tmp_path):
+    """Notebook 08 on its defaults: CREMA-D's agreement, intended against perceived emotion and the
+    ambiguous shares when the ratings are beside the repository, then the synthetic testbed's
+    confusion matrices and divergences to the truth. No audio, no training."""
+    figures, text = execute_annotators_notebook(tmp_path / "08_annotators.ipynb")
+    if (CREMAD_ROOT / "tabulatedVotes.csv").exists():
+        assert figures >= 5 and "7442 clips of 91 actors" in text
+    else:
+        assert figures >= 2 and "CREMA-D is absent" in text
+    assert "113 of them ambiguous" in text  # the small corpus of seed 0 with annotator confusion 0.4
+
+
+@pytest.mark.slow
+def test_annotators_notebook_without_cremad_says_so(tmp_path):
+    figures, text = execute_annotators_notebook(tmp_path / "08_annotators.ipynb",
+                                                cremad_root=str(tmp_path / "no-crema-d"))
+    assert "CREMA-D is absent" in text and "the CREMA-D cells are skipped" in text
+    assert figures == 2  # the synthetic testbed's: confusion matrices, divergences to the truth

@@ -18,6 +18,8 @@ A grid file (the shipped ones are in `grids/`)::
                                   # own `synth.*` settings, generated on first use (`experiments.corpora`)
     draws: synth.seed             # optional: a grid key whose values are corpus draws; the report pairs
                                   # over (draw, fold, seed) instead of making each draw a row
+    along: synth.annotator_temperature  # optional: a numeric grid key; the report draws each method's
+                                  # Δ against soft-static and the labels' JS to the truth along it
 
 A *run* is one (method, grid point, seed): a run folder `METHOD/POINT/seed-N` under the sweep
 folder, with the usual fold folders (`analysis.runs`). A *trial* is one fold of one run, the unit
@@ -45,7 +47,7 @@ from ..method.presets import PRESETS, apply_preset
 
 DEFAULT_POINT = "default"
 GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description", "contrast",
-             "corpus", "draws"}
+             "corpus", "draws", "along"}
 CORPORA = ("synth",)  # what `corpus:` may name; without it the sweep's --manifest is every run's corpus
 
 
@@ -63,6 +65,7 @@ class Grid:
     contrast: str | None = None  # a grid key whose values the report pairs with its first value
     corpus: str | None = None  # "synth": each run's corpus is generated from its synth.* settings
     draws: str | None = None  # a grid key holding corpus draws (e.g. synth.seed), paired over in the report
+    along: str | None = None  # a numeric grid key the report draws Δ and JS along (e.g. a noise level)
 
     def points(self) -> list[dict[str, Any]]:
         """Every combination of the grid's values, in file order ([{}] without a grid)."""
@@ -99,7 +102,8 @@ class Grid:
         return {"name": self.name, "description": self.description, "profile": self.profile, "set": dict(self.set),
                 "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},
                 "seeds": list(self.seeds), "folds": self.folds if not isinstance(self.folds, tuple) else list(self.folds),
-                "threads": self.threads, "contrast": self.contrast, "corpus": self.corpus, "draws": self.draws}
+                "threads": self.threads, "contrast": self.contrast, "corpus": self.corpus, "draws": self.draws,
+                "along": self.along}
 
 
 @dataclass(frozen=True)
@@ -163,12 +167,16 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
         contrast=None if tree.get("contrast") is None else str(tree["contrast"]),
         corpus=None if tree.get("corpus") is None else str(tree["corpus"]),
         draws=None if tree.get("draws") is None else str(tree["draws"]),
+        along=None if tree.get("along") is None else str(tree["along"]),
     )
     if grid.corpus is not None and grid.corpus not in CORPORA:
         raise ConfigError(f"{source}: corpus must be one of {list(CORPORA)} (or absent: the sweep's --manifest), "
                           f"got {grid.corpus!r}")
     if grid.draws is not None and grid.draws not in grid.grid:
         raise ConfigError(f"{source}: draws {grid.draws!r} must be a grid key; the grid has {sorted(grid.grid)}")
+    if grid.along is not None and (grid.along == grid.draws or grid.along not in grid.grid or not all(
+            isinstance(v, (int, float)) for v in grid.grid[grid.along])):
+        raise ConfigError(f"{source}: along {grid.along!r} must be a grid key with numeric values, other than the draws")
     if grid.draws is not None and grid.draws == grid.contrast:
         raise ConfigError(f"{source}: {grid.draws!r} cannot be both the draws and the contrast")
     if grid.contrast is not None and len(grid.grid.get(grid.contrast, ())) < 2:

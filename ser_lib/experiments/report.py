@@ -13,9 +13,9 @@ grid (Tables VII, VIII) pairs every point with the method's own setting (`refere
 A grid whose `draws` key names corpus draws (`ser synth` seeds, `grids/annotator-noise.yaml`)
 does not get a row per draw: the draw becomes a level of variation like the training seed, and
 every difference is paired over (draw, fold, seed), with its mean on each draw beside it, so a
-sign that holds on one corpus draw only shows. With one other grid key (a noise level), the
-report also draws each method's Δ against `soft-static`, and the JS of the training labels to
-the truth, along that key, and marks where a Δ's sign turns.
+sign that holds on one corpus draw only shows. A grid's `along` key (a noise level) makes the
+report draw each method's Δ against `soft-static`, and the JS of the training labels to the
+truth, along that key, and mark where a Δ's sign turns.
 
 The tables follow the grid: a method grid is laid out like Tables III and IX (a row per method),
 a one-key grid like Table VII (a row per value), a two-key grid also as a matrix like Table VIII.
@@ -208,6 +208,7 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
                "methods": summarize(frame),
                "paired": _paired_sections(state, frame),
                "expected_folds": len(state.get("speakers", [])),
+               "trials": {"finished": len(frame), "in_grid": len(state["runs"]) * len(state.get("speakers", []))},
                "note": DRAWS_NOTE.format(key=draws) if draws else DEPENDENCE_NOTE,
                "machines": frame["machine"].value_counts().to_dict()}
     if (along := along_level(frame, summary, grid)) is not None:
@@ -226,15 +227,17 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
 
 
 def along_level(frame: pd.DataFrame, summary: dict, grid: dict) -> dict | None:
-    """For a grid of one setting (besides its draws), e.g. a noise level, swept with `soft-static`:
-    per method and level, Δ against `soft-static` (from the paired section) and the JS of the final
-    training labels to the truth with its interval, and the levels between which a mean Δ changes
-    sign. None for other grids."""
-    keys = _shown_keys(grid)
-    paired = summary["paired"].get(f"vs {ALONG_REFERENCE}")
-    if len(keys) != 1 or not paired:
+    """Along the grid's `along` key (e.g. a noise level), with `soft-static` in the sweep: per method
+    and level, Δ against `soft-static` (from the paired section) and the JS of the final training
+    labels to the truth with its interval, and the levels between which a mean Δ changes sign.
+    None for other grids. Other grid keys besides the draws would mix into one level, so the grid
+    may have none."""
+    key, paired = grid.get("along"), summary["paired"].get(f"vs {ALONG_REFERENCE}")
+    if key is None or not paired:
         return None
-    key = keys[0]
+    if _shown_keys(grid) != [key]:
+        raise SerError(f"grid {grid['name']!r}: along {key!r} needs a grid of that key alone (besides the draws), "
+                       f"not {_shown_keys(grid)}")
     levels = sorted(frame[key].unique())
     labels = frame.groupby(["method", key])["row"].first()
     methods = list(dict.fromkeys(frame["method"]))
@@ -275,6 +278,10 @@ def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
     lines = [f"# {summary['grid']}", ""]
     if summary["description"]:
         lines += [summary["description"], ""]
+    trials = summary.get("trials")
+    if trials and trials["finished"] < trials["in_grid"]:
+        lines += [f"**Incomplete:** {trials['finished']} of the grid's {trials['in_grid']} trials have finished; "
+                  f"`ser sweep --resume` trains the rest.", ""]
     lines += _results_table(summary)
     keys = _shown_keys(grid)
     if len(keys) == 2:

@@ -210,6 +210,7 @@ class Utterance:
     seed: int  # for eSpeak's noise and the rendering noise
     # Who voted what: (annotator's index in the session's pool, class index; K = other), one per vote.
     annotations: tuple[tuple[int, int], ...] = ()
+    outside: float = 0.0  # share of an emotion outside the target classes (raises "other" votes)
 
 
 def plan_corpus(
@@ -237,8 +238,7 @@ def plan_corpus(
     utterances = []
     for session_ix in range(SESSIONS):
         session = f"Ses{session_ix + 1:02d}"
-        pool = _confused(_annotator_pool(seed, session_ix, len(classes), annotator_temperature),
-                         seed, session_ix, annotator_confusion)
+        pool = _session_pool(seed, session_ix, len(classes), annotator_temperature, annotator_confusion)
         for gender_ix, gender in enumerate("FM"):
             speaker_ix = 2 * session_ix + gender_ix
             speaker = session + gender
@@ -281,6 +281,51 @@ def annotations_frame(utterances: list[Utterance]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["utt_id", "annotator", "label"])
 
 
+def annotator_confusions(
+    seed: int = SynthConfig.seed,
+    size: str = SynthConfig.size,
+    per_speaker: int | None = None,
+    annotator_temperature: float = SynthConfig.annotator_temperature,
+    annotator_confusion: float = SynthConfig.annotator_confusion,
+) -> dict[str, pd.DataFrame]:
+    """Each annotator's true confusion matrix in the corpus `plan_corpus` plans with these arguments:
+    P(label given | true class), keyed by annotator id as in `annotations_frame` (``Ses01-A3``).
+
+    What Dawid-Skene estimates (crowd-kit's ``errors_``, transposed), known here exactly. Rows (index
+    ``true``): an utterance's true class, the argmax of its true distribution; columns (``label``): the
+    label given, over the target classes only and renormalised, as label aggregation leaves ``other``
+    out (`ser_lib.method.aggregation`). Each row sums to 1; a class that is never the argmax in the
+    annotator's session has a row of NaN. A matrix's ``attrs`` name the annotator's parameters:
+    ``temperature`` and ``confused``, its (heard, heard as) pair of classes (None without confusion).
+
+    Analytical, not counted: the annotator's vote on an utterance is drawn from what it perceives
+    (`_perception`, from its temperature, bias, confusion pair and other-rate: the rule the votes are
+    drawn with), and panels are drawn regardless of the utterance, so the row of class k is that
+    perception averaged over all the session's utterances whose true argmax is k. The matrix counted
+    from the planned votes scatters around it (a `small` corpus gives an annotator ~35 labels).
+    """
+    classes = _classes()
+    utterances = plan_corpus(seed, size, per_speaker, annotator_temperature, annotator_confusion)
+    matrices = {}
+    for session_ix in range(SESSIONS):
+        session = f"Ses{session_ix + 1:02d}"
+        in_session = [u for u in utterances if u.session == session]
+        truth = np.array([int(np.argmax(u.true)) for u in in_session])
+        pool = _session_pool(seed, session_ix, len(classes), annotator_temperature, annotator_confusion)
+        for a, annotator in enumerate(pool):
+            # Target-class part of each perception: rows sum to the chance of a target label.
+            heard = np.array([_perception(annotator, u.true, u.outside)[:-1] for u in in_session])
+            counts = np.array([heard[truth == k].sum(axis=0) for k in range(len(classes))])
+            with np.errstate(invalid="ignore"):  # a class absent from the session: NaN row
+                matrix = counts / counts.sum(axis=1, keepdims=True)
+            frame = pd.DataFrame(matrix, index=pd.Index(classes, name="true"), columns=pd.Index(classes, name="label"))
+            frame.attrs = {"temperature": annotator.temperature,
+                           "confused": tuple(classes[k] for k in annotator.confusion)
+                           if annotator.confusion_share else None}
+            matrices[f"{session}-A{a + 1}"] = frame
+    return matrices
+
+
 def _classes() -> tuple[str, ...]:
     classes = tuple(DataConfig().classes)
     missing = [c for c in classes if c not in EMOTION_PROSODY]
@@ -303,6 +348,11 @@ def _annotator_pool(seed: int, session_ix: int, num_classes: int, max_temperatur
         )
         for _ in range(ANNOTATORS_PER_SESSION)
     ]
+
+
+def _session_pool(seed: int, session_ix: int, num_classes: int, max_temperature: float,
+                  confusion: float) -> list[Annotator]:
+    return _confused(_annotator_pool(seed, session_ix, num_classes, max_temperature), seed, session_ix, confusion)
 
 
 def _confused(pool: list[Annotator], seed: int, session_ix: int, share: float) -> list[Annotator]:
@@ -374,7 +424,7 @@ def _plan_utterance(rng, index, utt_id, path, speaker, session, voice, baseline,
     ending = "!" if rng.random() < arousal - 0.3 else ("?" if rng.random() < 0.1 else ".")
     return Utterance(
         index=index, utt_id=utt_id, path=path, speaker=speaker, session=session, voice=voice,
-        true=true, votes=votes, words=words, annotations=annotations,
+        true=true, votes=votes, words=words, annotations=annotations, outside=outside,
         n_words=max(1, round((target_s - sum(pad_s)) * rate / 60)),
         ending=ending, tier=tier, target_s=target_s, pad_s=pad_s,
         rate=int(np.clip(round(rate), 90, 320)),
@@ -432,20 +482,25 @@ def _annotate(rng: np.random.Generator, true: np.ndarray, pool: list[Annotator],
     votes = np.zeros(len(true) + 1, dtype=int)
     annotations = []
     for a, u in zip(panel, positions):
-        annotator = pool[a]
-        q = np.power(true, 1.0 / annotator.temperature) * annotator.bias
-        if annotator.confusion_share:  # hears `heard` as `heard_as` that often
-            heard, heard_as = annotator.confusion
-            moved = annotator.confusion_share * q[heard]
-            q = q.copy()
-            q[heard] -= moved
-            q[heard_as] += moved
-        other = 1 - (1 - annotator.other_rate) * (1 - outside)
-        cumulative = np.cumsum(np.append((1 - other) * q / q.sum(), other)[order])
+        cumulative = np.cumsum(_perception(pool[a], true, outside)[order])
         slot = min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), len(order) - 1)
         votes[order[slot]] += 1
         annotations.append((int(a), int(order[slot])))
     return votes, tuple(annotations)
+
+
+def _perception(annotator: Annotator, true: np.ndarray, outside: float) -> np.ndarray:
+    """What `annotator` perceives of an utterance, ``[K + 1]`` (target classes, then other): the
+    distribution its vote on the utterance is drawn from (`_annotate`)."""
+    q = np.power(true, 1.0 / annotator.temperature) * annotator.bias
+    if annotator.confusion_share:  # hears `heard` as `heard_as` that often
+        heard, heard_as = annotator.confusion
+        moved = annotator.confusion_share * q[heard]
+        q = q.copy()
+        q[heard] -= moved
+        q[heard_as] += moved
+    other = 1 - (1 - annotator.other_rate) * (1 - outside)
+    return np.append((1 - other) * q / q.sum(), other)
 
 
 def _blend_prosody(true: np.ndarray, classes: tuple[str, ...]) -> Prosody:
