@@ -51,12 +51,12 @@ JS_COLUMNS = (("js_corrected_to_true", "js_train_to_true"), ("js_pred_to_true", 
 REFERENCES = ("paper", "soft-static")
 NOT_RECORDED = "not recorded (trained before trial.json held the machine)"
 DEPENDENCE_NOTE = ("Intervals and p-values treat every fold × seed as one observation. The seeds of one fold share "
-                   "their test speaker, so these are somewhat optimistic; the per-fold points in the figures show "
+                   "their test speakers, so these are somewhat optimistic; the per-fold points in the figures show "
                    "the spread behind each mean.")
 DRAWS_NOTE = ("The corpus draw ({key}) is a level of variation, not a row: each Δ pairs a row with its reference "
               "on the same draw, fold and seed, and its t-interval and Wilcoxon test run over those (draw, fold, "
               "seed) pairs, so a result must hold across draws to be significant. The pairs of one draw share a "
-              "corpus and those of one fold a test speaker, so the intervals are somewhat optimistic; the Δ on "
+              "corpus and those of one fold their test speakers, so the intervals are somewhat optimistic; the Δ on "
               "each draw is listed beside the pooled one.")
 ALONG_REFERENCE = "soft-static"  # what the figure along a noise level compares every method with
 
@@ -418,12 +418,13 @@ def _plot_fold_points(frame: pd.DataFrame, summary: dict):
     from matplotlib.figure import Figure
 
     order = list(summary["methods"])
+    hue = "draw" if frame["draw"].nunique() > 1 else "seed"  # corpus draws vary more than training seeds
     figure = Figure(figsize=(10, 0.45 * len(order) + 1.8), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
     numpy_state = np.random.get_state()
     np.random.seed(0)  # seaborn jitters from NumPy's global generator: the same figure on every run
     for ax, (key, title) in zip(axes, METRICS[:2]):
-        sns.stripplot(data=frame, x=key, y="row", order=order, hue="seed", palette="crest", size=4, alpha=0.75,
+        sns.stripplot(data=frame, x=key, y="row", order=order, hue=hue, palette="crest", size=4, alpha=0.75,
                       jitter=0.2, ax=ax, legend=ax is axes[-1])
         means = [summary["methods"][r][key] for r in order]
         intervals = [summary["methods"][r][f"{key}_ci"] or [m, m] for r, m in zip(order, means)]
@@ -433,8 +434,9 @@ def _plot_fold_points(frame: pd.DataFrame, summary: dict):
         ax.set_ylabel("")
         ax.grid(axis="x", alpha=0.3)
     np.random.set_state(numpy_state)
-    axes[-1].legend(title="seed", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-    figure.suptitle(f"{summary['grid']}: every fold × seed (dots) and the mean with its 95% CI (black)")
+    axes[-1].legend(title=hue, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    units = "draw × fold × seed" if hue == "draw" else "fold × seed"
+    figure.suptitle(f"{summary['grid']}: every {units} (dots) and the mean with its 95% CI (black)")
     return figure
 
 
