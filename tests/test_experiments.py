@@ -135,7 +135,7 @@ def test_draws_are_paired_over_and_the_report_shows_where_the_sign_turns():
     assert along_level(frame, summary, {**NOISE_GRID, "along": None}) is None
     markdown = format_report({"grid": "noise", "description": "", "methods": {}, "paired": summary["paired"],
                               "note": "n", "along": along}, NOISE_GRID, [])
-    assert "paper between synth.annotator_temperature=1 and 4" in markdown
+    assert "changes sign: paper between synth.annotator_temperature=1 and 4" in markdown
     assert "same draw, fold and seed" in markdown and "0: +4.0, 1: +2.0" in markdown
 
 

@@ -355,8 +355,9 @@ def _along_tables(along: dict) -> list[str]:
                                                          if level in along["delta_ua"][m] else "–" for m in methods]
                                               for level in levels])
     turns = along["sign_turns"]
-    lines += ["", "Where the sign turns: " + ("; ".join(
+    lines += ["", "Where the mean Δ changes sign: " + ("; ".join(
         f"{m} between {key}={lo:g} and {hi:g}" for m, pairs in turns.items() for lo, hi in pairs)
+        + ". A turn between two intervals that both span 0 is a change of the mean, not a shown effect."
         if turns else "no method's mean Δ changes sign between neighbouring levels.")]
     js_methods = list(along["js_train_to_true"])
     if js_methods:
@@ -491,7 +492,8 @@ def _plot_along(along: dict, name: str):
             left.plot([crossing], [0], marker="X", markersize=11, color=colours[method], markeredgecolor="black")
     left.axhline(0, color="black", linewidth=0.8)
     left.set_ylabel(f"ΔUA against {reference} (points)")
-    left.set_title(f"UA minus {reference}'s, paired (X: the sign turns)")
+    left.set_title(f"UA minus {reference}'s, paired (X: the mean changes sign)")
+    left.legend(fontsize=8, loc="best")
     right.set_ylabel("JS to the truth (bits)")
     right.set_title("final training labels of the ambiguous samples")
     right.legend(fontsize=8, loc="best")
