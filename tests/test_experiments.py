@@ -18,7 +18,7 @@ from ser_lib.errors import ConfigError, SerError
 from ser_lib.experiments.grid import grid_from_dict, load_grid
 from ser_lib.experiments import corpora
 from ser_lib.experiments.report import along_level, format_report, paired_against, paired_along, reference_point
-from ser_lib.experiments.sweep import _fold_names, run_sweep
+from ser_lib.experiments.sweep import _fold_names, _partitions, run_sweep
 
 
 def write_grid(path, **tree):
@@ -97,9 +97,10 @@ def test_corpora_with_other_folds_cannot_share_a_sweep(tiny_corpus, tmp_path):
         path=lambda f: [str(tiny_corpus.parent / p) for p in f["path"]]).to_csv(fewer, index=False)
     grid = grid_from_dict({"name": "g", "methods": ["paper", "soft-static"]})
     runs_ = [run.name for run in grid.runs()]
-    assert _fold_names(grid, dict.fromkeys(runs_, tiny_corpus)) == sorted(manifest["speaker"].unique())
+    partitions = _partitions(grid, dict.fromkeys(runs_, tiny_corpus))
+    assert _fold_names(grid, partitions) == sorted(manifest["speaker"].unique()) and len(partitions) == 1
     with pytest.raises(ConfigError, match="different folds"):
-        _fold_names(grid, {runs_[0]: tiny_corpus, runs_[1]: fewer})
+        _fold_names(grid, _partitions(grid, {runs_[0]: tiny_corpus, runs_[1]: fewer}))
 
 
 def noise_frame(ua: dict) -> pd.DataFrame:

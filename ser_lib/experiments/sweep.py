@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from ..analysis import runs
@@ -66,7 +67,7 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path | None, out: str 
     manifests = run_manifests(grid, manifest_path, progress)
     corpus = corpus_label(grid, manifest_path)
     _claim_folder(out, grid, corpus, resume)
-    speakers = grid.speakers(_fold_names(grid, manifests))
+    speakers = grid.speakers(_fold_names(grid, _partitions(grid, manifests)))
 
     trials, finished = [], 0
     for run in grid.runs():
@@ -124,24 +125,31 @@ def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
             "node_ip": node["node_ip"]}
 
 
-def _fold_names(grid: Grid, manifests: dict[str, Path]) -> list[str]:
+def _fold_names(grid: Grid, partitions: dict[str, pd.DataFrame]) -> list[str]:
     """The folds every run of the grid shares: the speakers (LOSO) or k01-of-K ... (eval.kfold).
     Runs on other folds could not be paired fold by fold, so the grid may not vary the scheme,
-    and the corpora of a grid that generates several must have the same folds."""
-    configs = {run.name: grid.config(run) for run in grid.runs()}
-    schemes = {(c.eval.kfold, c.eval.fold_seed) for c in configs.values()}
+    and the corpora (`partitions`, by manifest) of a grid that generates several must have the
+    same folds."""
+    schemes = {(c.eval.kfold, c.eval.fold_seed) for c in map(grid.config, grid.runs())}
     if len(schemes) > 1:
         raise ConfigError(f"grid {grid.name!r}: its runs use different folds (eval.kfold, eval.fold_seed) "
                           f"{sorted(schemes)}; set them once, under `set:`")
-    folds = {}
-    for run, manifest in manifests.items():
-        if manifest not in folds:
-            folds[manifest] = fold_names(load_partition(manifest, configs[run].data), configs[run].eval)
-    distinct = {tuple(names) for names in folds.values()}
-    if len(distinct) > 1:
-        listing = "; ".join(f"{m}: {names}" for m, names in folds.items())
+    evaluation = grid.config(grid.runs()[0]).eval
+    folds = {corpus: fold_names(parted, evaluation) for corpus, parted in partitions.items()}
+    if len({tuple(names) for names in folds.values()}) > 1:
+        listing = "; ".join(f"{corpus}: {names}" for corpus, names in folds.items())
         raise ConfigError(f"grid {grid.name!r}: its corpora have different folds, so runs could not be paired: {listing}")
-    return list(distinct.pop())
+    return next(iter(folds.values()))
+
+
+def _partitions(grid: Grid, manifests: dict[str, Path]) -> dict[str, pd.DataFrame]:
+    """Each distinct manifest's partition, by the data settings of the first run on it."""
+    partitions = {}
+    for run in grid.runs():
+        manifest = str(manifests[run.name])
+        if manifest not in partitions:
+            partitions[manifest] = load_partition(manifest, grid.config(run).data)
+    return partitions
 
 
 def _indexed_trial(params: dict[str, Any], specs: list[dict]) -> dict[str, Any]:
