@@ -78,16 +78,18 @@ def test_a_synth_grid_generates_each_corpus_once_and_reuses_it(tmp_path, monkeyp
 
     monkeypatch.setattr("ser_lib.data.corpora.synth.synthesize_corpus", fake_synthesize)
     grid = grid_from_dict(NOISE_GRID)
-    manifests = corpora.run_manifests(grid, None, progress=False, root=tmp_path)
+    manifests = corpora.run_manifests(grid, grid.configs(), None, progress=False, root=tmp_path)
     assert sorted(made) == ["small-seed0-temp1-conf0", "small-seed0-temp4-conf0", "small-seed1-temp1-conf0",
                             "small-seed1-temp4-conf0"]  # four corpora for eight runs
     assert manifests["soft-static/synth.annotator_temperature=4,synth.seed=1/seed-0"] == (
         tmp_path / "small-seed1-temp4-conf0" / "manifest.csv")
-    assert corpora.run_manifests(grid, None, progress=False, root=tmp_path) == manifests and len(made) == 4
+    assert corpora.run_manifests(grid, grid.configs(), None, progress=False, root=tmp_path) == manifests
+    assert len(made) == 4
     with pytest.raises(ConfigError, match="generates its corpora .* drop --manifest"):
-        corpora.run_manifests(grid, tmp_path / "manifest.csv", progress=False, root=tmp_path)
+        corpora.run_manifests(grid, grid.configs(), tmp_path / "manifest.csv", progress=False, root=tmp_path)
     with pytest.raises(ConfigError, match="give the sweep a --manifest"):
-        corpora.run_manifests(grid_from_dict({"name": "g"}), None, progress=False)
+        plain = grid_from_dict({"name": "g"})
+        corpora.run_manifests(plain, plain.configs(), None, progress=False)
 
 
 def test_corpora_with_other_folds_cannot_share_a_sweep(tiny_corpus, tmp_path):
@@ -96,11 +98,12 @@ def test_corpora_with_other_folds_cannot_share_a_sweep(tiny_corpus, tmp_path):
     manifest[manifest["speaker"] != manifest["speaker"].iloc[0]].assign(
         path=lambda f: [str(tiny_corpus.parent / p) for p in f["path"]]).to_csv(fewer, index=False)
     grid = grid_from_dict({"name": "g", "methods": ["paper", "soft-static"]})
-    runs_ = [run.name for run in grid.runs()]
-    partitions = _partitions(grid, dict.fromkeys(runs_, tiny_corpus))
-    assert _fold_names(grid, partitions) == sorted(manifest["speaker"].unique()) and len(partitions) == 1
+    configs = grid.configs()
+    runs_ = list(configs)
+    partitions = _partitions(configs, dict.fromkeys(runs_, tiny_corpus))
+    assert _fold_names(grid.name, configs, partitions) == sorted(manifest["speaker"].unique()) and len(partitions) == 1
     with pytest.raises(ConfigError, match="different folds"):
-        _fold_names(grid, _partitions(grid, {runs_[0]: tiny_corpus, runs_[1]: fewer}))
+        _fold_names(grid.name, configs, _partitions(configs, {runs_[0]: tiny_corpus, runs_[1]: fewer}))
 
 
 def noise_frame(ua: dict) -> pd.DataFrame:

@@ -134,10 +134,11 @@ def test_loso_stays_the_default_everywhere():
 def test_sweeps_run_the_kfold_folds():
     parted = corpus(CREMA_LIKE)
     grid = Grid(name="kfold", set={"eval.kfold": 5}, methods=("paper", "soft-static"), seeds=(0, 1))
-    assert grid.speakers(_fold_names(grid, {"corpus": parted})) == [f"k{i:02d}-of-05" for i in range(1, 6)]
+    folds = grid.speakers(_fold_names(grid.name, grid.configs(), {"corpus": parted}))
+    assert folds == [f"k{i:02d}-of-05" for i in range(1, 6)]
     mixed = Grid(name="mixed", grid={"eval.kfold": (0, 5)})
     with pytest.raises(ConfigError, match="use different folds"):
-        _fold_names(mixed, {"corpus": parted})
+        _fold_names(mixed.name, mixed.configs(), {"corpus": parted})
 
 
 @pytest.mark.cremad

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..config import SynthConfig
+from ..config import Config, SynthConfig
 from ..errors import ConfigError
 from ..files import project_path
 from .grid import Grid
@@ -41,19 +41,20 @@ def synth_corpus(synth: SynthConfig, root: str | Path = SYNTH_ROOT, progress: bo
     return (folder / MANIFEST).resolve()
 
 
-def run_manifests(grid: Grid, manifest: str | Path | None, progress: bool = True,
+def run_manifests(grid: Grid, configs: dict[str, Config], manifest: str | Path | None, progress: bool = True,
                   root: str | Path = SYNTH_ROOT) -> dict[str, Path]:
-    """Run name -> the manifest it trains on. A generated corpus is made once however many runs
-    share it; a grid that generates its corpora refuses a --manifest, one that does not needs it."""
+    """Run name -> the manifest it trains on (`configs`: the grid's, by run name). A generated corpus
+    is made once however many runs share it; a grid that generates its corpora refuses a
+    --manifest, one that does not needs it."""
     if grid.corpus is None:
         if manifest is None:
             raise ConfigError(f"grid {grid.name!r} names no corpus: give the sweep a --manifest "
                               "(or add `corpus: synth` to the grid to generate one per run)")
         path = Path(manifest).resolve()
-        return {run.name: path for run in grid.runs()}
+        return dict.fromkeys(configs, path)
     if manifest is not None:
         raise ConfigError(f"grid {grid.name!r} generates its corpora (corpus: {grid.corpus}); drop --manifest {manifest}")
-    settings = {run.name: grid.config(run).synth for run in grid.runs()}
+    settings = {name: config.synth for name, config in configs.items()}
     distinct = {synth_corpus_name(s): s for s in settings.values()}
     made = {name: synth_corpus(s, root, progress=False)
             for name, s in tqdm(distinct.items(), desc="synthetic corpora", unit="corpus", disable=not progress)}

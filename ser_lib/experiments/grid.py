@@ -98,6 +98,10 @@ class Grid:
         apply_overrides(config, {**run.point, "seed": run.seed, "runtime.threads": self.threads})
         return config.validate()
 
+    def configs(self) -> dict[str, Config]:
+        """Every run's config by run name, built once for a sweep's steps to share."""
+        return {run.name: self.config(run) for run in self.runs()}
+
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "profile": self.profile, "set": dict(self.set),
                 "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},

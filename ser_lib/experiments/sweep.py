@@ -28,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..analysis import runs
-from ..config import config_from_dict
+from ..config import Config, config_from_dict
 from ..data.labels import load_partition
 from ..errors import ConfigError, SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
@@ -64,14 +64,15 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path | None, out: str 
     it from the cluster (`placement.gpus_per_trial`)."""
     started = time.perf_counter()
     grid, out = load_grid(grid_path), Path(out).resolve()
-    manifests = run_manifests(grid, manifest_path, progress)
+    configs = grid.configs()
+    manifests = run_manifests(grid, configs, manifest_path, progress)
     corpus = corpus_label(grid, manifest_path)
     _claim_folder(out, grid, corpus, resume)
-    speakers = grid.speakers(_fold_names(grid, _partitions(grid, manifests)))
+    speakers = grid.speakers(_fold_names(grid.name, configs, _partitions(configs, manifests)))
 
     trials, finished = [], 0
     for run in grid.runs():
-        config = grid.config(run)
+        config = configs[run.name]
         config.cache_dir = str(project_path(config.cache_dir))
         runs.record_config(out / run.name, config, resume=True)  # refuses a run started with other settings
         runs.record_manifest(out / run.name, manifests[run.name])
@@ -125,30 +126,30 @@ def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
             "node_ip": node["node_ip"]}
 
 
-def _fold_names(grid: Grid, partitions: dict[str, pd.DataFrame]) -> list[str]:
-    """The folds every run of the grid shares: the speakers (LOSO) or k01-of-K ... (eval.kfold).
-    Runs on other folds could not be paired fold by fold, so the grid may not vary the scheme,
-    and the corpora (`partitions`, by manifest) of a grid that generates several must have the
-    same folds."""
-    schemes = {(c.eval.kfold, c.eval.fold_seed) for c in map(grid.config, grid.runs())}
+def _fold_names(grid_name: str, configs: dict[str, Config], partitions: dict[str, pd.DataFrame]) -> list[str]:
+    """The folds every run of the grid (`configs`, by run name) shares: the speakers (LOSO) or
+    k01-of-K ... (eval.kfold). Runs on other folds could not be paired fold by fold, so the grid
+    may not vary the scheme, and the corpora (`partitions`, by manifest) of a grid that generates
+    several must have the same folds."""
+    schemes = {(c.eval.kfold, c.eval.fold_seed) for c in configs.values()}
     if len(schemes) > 1:
-        raise ConfigError(f"grid {grid.name!r}: its runs use different folds (eval.kfold, eval.fold_seed) "
+        raise ConfigError(f"grid {grid_name!r}: its runs use different folds (eval.kfold, eval.fold_seed) "
                           f"{sorted(schemes)}; set them once, under `set:`")
-    evaluation = grid.config(grid.runs()[0]).eval
+    evaluation = next(iter(configs.values())).eval
     folds = {corpus: fold_names(parted, evaluation) for corpus, parted in partitions.items()}
     if len({tuple(names) for names in folds.values()}) > 1:
         listing = "; ".join(f"{corpus}: {names}" for corpus, names in folds.items())
-        raise ConfigError(f"grid {grid.name!r}: its corpora have different folds, so runs could not be paired: {listing}")
+        raise ConfigError(f"grid {grid_name!r}: its corpora have different folds, so runs could not be paired: {listing}")
     return next(iter(folds.values()))
 
 
-def _partitions(grid: Grid, manifests: dict[str, Path]) -> dict[str, pd.DataFrame]:
+def _partitions(configs: dict[str, Config], manifests: dict[str, Path]) -> dict[str, pd.DataFrame]:
     """Each distinct manifest's partition, by the data settings of the first run on it."""
     partitions = {}
-    for run in grid.runs():
-        manifest = str(manifests[run.name])
+    for name, config in configs.items():
+        manifest = str(manifests[name])
         if manifest not in partitions:
-            partitions[manifest] = load_partition(manifest, grid.config(run).data)
+            partitions[manifest] = load_partition(manifest, config.data)
     return partitions
 
 
