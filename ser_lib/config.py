@@ -224,6 +224,8 @@ class SynthConfig:
 
 
 MODEL_VARIANTS = ("full", "spatial", "temporal", "integrated")
+# How the temporal branch uses its encoder (see ModelConfig.encoder_mode).
+ENCODER_MODES = ("finetune", "frozen")
 TINY_ENCODER = "tiny"
 BASE_ENCODER = "base"
 # The tiny encoder pretrained on generated speech, shipped with the package (`make encoder` rebuilds it).
@@ -240,6 +242,17 @@ class ModelConfig:
     # "tiny" (a small randomly initialised Wav2Vec2, offline), "base" (the wav2vec2-base
     # architecture with random weights, offline; for `ser bench`) or a Hugging Face name / local path.
     encoder: str = "facebook/wav2vec2-base-960h"
+    # "finetune": the paper's reading: Algorithm 1 trains the encoder with the rest. "frozen": the
+    # SUPERB / emotion2vec protocol: the encoder's weights stay fixed, the hidden states of all its
+    # layers are computed once per segment and cached (`train.frozen`, content-addressed by the
+    # encoder's weights and the segment's audio), and the branch learns only a softmax-weighted sum
+    # of the layers and its attention pooling. Much cheaper per trial; `mask_time_prob` and
+    # `freeze_feature_encoder` then have no effect (the cached states are computed in eval mode).
+    encoder_mode: str = "finetune"
+    # Frozen mode: normalise each layer's hidden states (parameter-free layer norm over the hidden
+    # size) before the weighted sum, as SUPERB's featurizer can: the layers of a pre-norm encoder
+    # differ in scale by orders of magnitude, and a softmax weight cannot undo that.
+    frozen_layer_norm: bool = True
     # Time masking of the Wav2Vec2 features during training (the model's own mask_time_prob).
     mask_time_prob: float = 0.05
     # Keep wav2vec2's convolutional feature encoder fixed, as Hugging Face's fine-tuning recipes
@@ -263,6 +276,10 @@ class ModelConfig:
             raise ConfigError(f"model.variant must be one of {MODEL_VARIANTS}, got {self.variant!r}")
         if not self.encoder:
             raise ConfigError(f"model.encoder must be {TINY_ENCODER!r}, a Hugging Face name or a local path")
+        if self.encoder_mode not in ENCODER_MODES:
+            raise ConfigError(f"model.encoder_mode must be one of {ENCODER_MODES}, got {self.encoder_mode!r}")
+        if not isinstance(self.frozen_layer_norm, bool):
+            raise ConfigError(f"model.frozen_layer_norm must be true or false, got {self.frozen_layer_norm!r}")
         if self.spatial_norm not in ("global", "utterance"):
             raise ConfigError(f"model.spatial_norm must be 'global' or 'utterance', got {self.spatial_norm!r}")
         if not 0.0 <= self.mask_time_prob < 1.0:

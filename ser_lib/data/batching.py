@@ -74,6 +74,9 @@ def collate(items: Sequence[tuple[int, Sample]]) -> dict:
         batch["true"] = torch.stack([s.true for s in samples])
     if all(s.front_end is not None for s in samples):
         batch["front_end"] = pad_sequence([s.front_end for s in samples], batch_first=True)
+    if all(s.hidden_states is not None for s in samples):
+        batch["hidden_states"] = pad_sequence([s.hidden_states for s in samples], batch_first=True)
+        batch["hidden_lengths"] = torch.tensor([len(s.hidden_states) for s in samples])
     return batch
 
 

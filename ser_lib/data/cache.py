@@ -61,6 +61,29 @@ def canonical_json(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def update_digest(digest, tensor: torch.Tensor) -> None:
+    """Feed a tensor's dtype, shape and bytes to a hashlib digest (any dtype, bf16 included)."""
+    tensor = tensor.detach().cpu().contiguous()
+    digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 of one tensor's dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    update_digest(digest, tensor)
+    return digest.hexdigest()
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict: every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        update_digest(digest, state[name])
+    return digest.hexdigest()
+
+
 class FeatureCache:
     """Content-addressed store; `hits`, `misses` and `corrupt` count what happened."""
 
@@ -70,11 +93,15 @@ class FeatureCache:
         self.misses = 0
         self.corrupt = 0
 
-    def key(self, kind: str, source: str | Path, params: Mapping[str, Any]) -> str:
+    def key(self, kind: str, source: str | Path | None, params: Mapping[str, Any], digest: str | None = None) -> str:
+        """The entry's key; the source is a file (hashed) or, for artefacts of data that is not
+        a file (a segment's samples), the `digest` of that data."""
         if not _KIND.match(kind):
             raise ValueError(f"cache kind {kind!r} must be letters, digits, '_' or '-'")
+        if (source is None) == (digest is None):
+            raise ValueError("a cache key needs either a source file or a digest, not both")
         payload = canonical_json(
-            {"version": CACHE_FORMAT_VERSION, "kind": kind, "source": file_digest(source), "params": params}
+            {"version": CACHE_FORMAT_VERSION, "kind": kind, "source": digest or file_digest(source), "params": params}
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -84,18 +111,20 @@ class FeatureCache:
     def get_or_compute(
         self,
         kind: str,
-        source: str | Path,
+        source: str | Path | None,
         params: Mapping[str, Any],
         compute: Callable[[], Value],
+        digest: str | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """The artefact `kind` of `source` made with `params`, from disk or from `compute()`.
 
         `params` must hold everything besides the file's content that the artefact depends
         on (e.g. start/end and config fields). `compute` returns an array or a dict of named
         arrays (names not starting with '_'); either way the result comes back as CPU
-        tensors, the same on a hit as on a miss.
+        tensors, the same on a hit as on a miss. Data that is not a file is named by a `digest`
+        of its content instead of `source` (see `key`).
         """
-        key = self.key(kind, source, params)
+        key = self.key(kind, source, params, digest)
         path = self.entry_path(kind, key)
         if path.exists():
             try:

@@ -52,6 +52,9 @@ class Sample:
     # wav2vec2's frozen convolutional features [frames, channels], when computed once per fold
     # (model.freeze_feature_encoder; see model.temporal.TemporalBranch).
     front_end: torch.Tensor | None = None
+    # A frozen encoder's hidden states of every layer [frames, layers, hidden], computed once per
+    # segment and cached (model.encoder_mode=frozen; see train.frozen).
+    hidden_states: torch.Tensor | None = None
 
     @property
     def ambiguous(self) -> bool:

@@ -56,7 +56,8 @@ class SERModel(nn.Module):
 
     forward(batch) takes `fbank` [B, T, bins] + `fbank_lengths` [B] (spatial branch) and/or
     `waveform` [B, S] + `waveform_lengths` [B] (temporal branch; optionally `front_end`, the
-    frozen front end's precomputed features, see `TemporalBranch`) and returns
+    frozen front end's precomputed features, or a frozen encoder's cached `hidden_states` with
+    `hidden_lengths`, see `TemporalBranch`) and returns
     {"logits": [B, K], "embedding": [B, D]}, the embedding being the classifier's input.
     `encoder` replaces the one `build_encoder(model_config)` would build.
     """
@@ -71,7 +72,7 @@ class SERModel(nn.Module):
                 raise ConfigError("model.variant='spatial' has no temporal branch, but an encoder was given")
             self.temporal = None
         else:
-            self.temporal = TemporalBranch(encoder if encoder is not None else build_encoder(model_config))
+            self.temporal = temporal_branch(model_config, encoder)
 
         self.fusion = None
         if self.variant == "full":
@@ -99,7 +100,7 @@ class SERModel(nn.Module):
             features.append(self.spatial(batch["fbank"], batch["fbank_lengths"]))
         if self.temporal is not None:
             _require(batch, ("waveform", "waveform_lengths"))
-            features.append(self.temporal(batch["waveform"], batch["waveform_lengths"], batch.get("front_end")))
+            features.append(temporal_features(self.temporal, batch))
         if self.fusion is not None:
             embedding = self.fusion(*features)
         elif len(features) == 2:
@@ -116,14 +117,27 @@ class TemporalClassifier(nn.Module):
     def __init__(self, model_config: ModelConfig, num_classes: int, encoder: Wav2Vec2Model | None = None):
         super().__init__()
         _check_num_classes(num_classes)
-        self.temporal = TemporalBranch(encoder if encoder is not None else build_encoder(model_config))
+        self.temporal = temporal_branch(model_config, encoder)
         self.head = nn.Linear(self.temporal.output_dim, num_classes)
         self.embedding_dim = self.temporal.output_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         _require(batch, ("waveform", "waveform_lengths"))
-        embedding = self.temporal(batch["waveform"], batch["waveform_lengths"], batch.get("front_end"))
+        embedding = temporal_features(self.temporal, batch)
         return {"logits": self.head(embedding), "embedding": embedding}
+
+
+def temporal_branch(model_config: ModelConfig, encoder: Wav2Vec2Model | None = None) -> TemporalBranch:
+    """The temporal branch `model_config` asks for: its encoder fine-tuned or frozen (`model.encoder_mode`)."""
+    encoder = encoder if encoder is not None else build_encoder(model_config)
+    return TemporalBranch(encoder, frozen=model_config.encoder_mode == "frozen",
+                          layer_norm=model_config.frozen_layer_norm)
+
+
+def temporal_features(temporal: TemporalBranch, batch: Batch) -> torch.Tensor:
+    """F_t of a batch, from whichever precomputed encoder outputs it carries (see `TemporalBranch`)."""
+    return temporal(batch["waveform"], batch["waveform_lengths"], batch.get("front_end"),
+                    batch.get("hidden_states"), batch.get("hidden_lengths"))
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

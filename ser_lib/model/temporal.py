@@ -1,4 +1,11 @@
-"""The temporal branch (§IV-B, eqs. 24-28): raw waveform → Wav2Vec2 → attention pooling → F_t."""
+"""The temporal branch (§IV-B, eqs. 24-28): raw waveform → Wav2Vec2 → attention pooling → F_t.
+
+Fine-tuned (the paper), the encoder's last hidden states are pooled and the encoder trains with
+the rest. Frozen (`model.encoder_mode=frozen`, SUPERB's protocol), the encoder stays fixed, the
+hidden states of all its layers are computed once per segment (`TemporalBranch.layer_states`,
+cached by `train.frozen`), and the branch learns a softmax-weighted sum of them
+(`LayerWeightedSum`) before the same attention pooling.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import warnings
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from transformers import Wav2Vec2Config, Wav2Vec2Model
@@ -33,6 +41,34 @@ def receptive_field(config: Wav2Vec2Config) -> int:
     for kernel, stride in zip(reversed(config.conv_kernel), reversed(config.conv_stride)):
         size = (size - 1) * stride + kernel
     return size
+
+
+def frame_lengths(config: Wav2Vec2Config, sample_lengths: torch.Tensor) -> torch.Tensor:
+    """Frames the conv feature encoder makes of each length in samples (unpadded convolutions:
+    floor((L - kernel) / stride) + 1 per layer; 50 frames/s for wav2vec2 at 16 kHz)."""
+    lengths = torch.as_tensor(sample_lengths).long()
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths
+
+
+class LayerWeightedSum(nn.Module):
+    """SUPERB's featurizer: Σ_l softmax(w)_l · h_l over an encoder's L + 1 hidden states,
+    [B, T, L+1, H] -> [B, T, H]. The weights start equal (zeros before the softmax). With
+    `layer_norm`, each layer is first normalised over H without parameters; padded frames (all
+    zero) stay zero."""
+
+    def __init__(self, num_layers: int, layer_norm: bool = True):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(num_layers))
+        self.layer_norm = layer_norm
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.shape[2] != len(self.weights):
+            raise ValueError(f"expected {len(self.weights)} layers of hidden states, got {hidden.shape[2]}")
+        if self.layer_norm:
+            hidden = F.layer_norm(hidden, hidden.shape[-1:])
+        return torch.einsum("btlh,l->bth", hidden, self.weights.softmax(0).to(hidden.dtype))
 
 
 class AttentionPooling(nn.Module):
@@ -70,11 +106,25 @@ class TemporalBranch(nn.Module):
     (`front_end_features`, [B, frames, channels], zero-padded). It is computed on each segment
     alone, which equals the batched result for layer-norm encoders; for group-norm encoders it
     is the result without batch padding.
+
+    Frozen encoder (`frozen=True`, `model.encoder_mode=frozen`): the encoder's weights never train
+    and it always runs in eval mode. `forward` then takes `hidden_states` [B, T, L+1, H] with
+    `hidden_lengths` [B] (each segment's `layer_states`, zero-padded) and pools their learned
+    weighted sum; without them it computes `layer_states` of each segment itself, so a saved
+    model still predicts from audio.
     """
 
-    def __init__(self, encoder: Wav2Vec2Model):
+    def __init__(self, encoder: Wav2Vec2Model, frozen: bool = False, layer_norm: bool = True):
         super().__init__()
         self.encoder = encoder
+        self.frozen = frozen
+        self.layers = None
+        if frozen:
+            if encoder.config.add_adapter:
+                raise ValueError("a frozen encoder's layers are weighted frame by frame; encoders with an adapter "
+                                 "change the frame rate after the last layer and are not supported")
+            encoder.requires_grad_(False)
+            self.layers = LayerWeightedSum(encoder.config.num_hidden_layers + 1, layer_norm)
         self.pooling = AttentionPooling(encoder.config.hidden_size)
         self.output_dim = encoder.config.hidden_size
         self.uses_attention_mask = encoder.config.feat_extract_norm == "layer"
@@ -88,15 +138,30 @@ class TemporalBranch(nn.Module):
                 stacklevel=2,
             )
 
+    def train(self, mode: bool = True) -> "TemporalBranch":
+        super().train(mode)
+        if self.frozen:  # a frozen encoder never drops out or masks
+            self.encoder.eval()
+        return self
+
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor,
-                front_end_features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.pooling(*self.frames(waveform, lengths, front_end_features))
+                front_end_features: torch.Tensor | None = None, hidden_states: torch.Tensor | None = None,
+                hidden_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.pooling(*self.frames(waveform, lengths, front_end_features, hidden_states, hidden_lengths))
 
     def frames(self, waveform: torch.Tensor, lengths: torch.Tensor,
-               front_end_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's last hidden states [B, T, H] and their valid-frame mask [B, T], before pooling."""
+               front_end_features: torch.Tensor | None = None, hidden_states: torch.Tensor | None = None,
+               hidden_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frames before pooling [B, T, H] and their valid-frame mask [B, T]: the encoder's last
+        hidden states, or a frozen encoder's weighted sum of layers."""
         if waveform.ndim != 2:
             raise ValueError(f"waveform must be [B, samples], got {tuple(waveform.shape)}")
+        if self.frozen:
+            if hidden_states is None:
+                hidden_states, hidden_lengths = self._batch_layer_states(waveform, lengths)
+            hidden_lengths = check_lengths(hidden_lengths, hidden_states.shape[1], "hidden_lengths",
+                                           hidden_states.device)
+            return self.layers(hidden_states), time_mask(hidden_lengths, hidden_states.shape[1])
         sample_mask = self._sample_mask(waveform, lengths)
         if front_end_features is None:
             x = normalize_waveform(waveform, sample_mask)
@@ -112,6 +177,32 @@ class TemporalBranch(nn.Module):
         lengths = check_lengths(lengths, waveform.shape[1], "waveform_lengths", waveform.device)
         lengths = lengths.clamp(min=min(self.min_samples, waveform.shape[1]))
         return time_mask(lengths, waveform.shape[1]).long()
+
+    @torch.no_grad()
+    def layer_states(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The hidden states of every layer of one segment [samples] as fed, [frames, L+1, H] in
+        float32: the input to the first transformer layer, then each layer's output, the last as
+        the encoder returns it (after a pre-norm encoder's final layer norm). Computed on the segment
+        alone, in eval mode, so they do not depend on what else is in a batch."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        device = next(self.encoder.parameters()).device
+        x = waveform.reshape(1, -1).float().to(device)
+        mask = self._sample_mask(x, torch.tensor([x.shape[1]], device=device))
+        out = self.encoder(normalize_waveform(x, mask), attention_mask=mask if self.uses_attention_mask else None,
+                           output_hidden_states=True)
+        self.encoder.train(was_training)
+        # transformers returns each layer's input and the last layer's output before the final
+        # layer norm of pre-norm encoders; the last state is taken as the encoder's own output.
+        states = (*out.hidden_states[:-1], out.last_hidden_state)
+        return torch.stack(states, dim=2)[0].float().cpu()
+
+    def _batch_layer_states(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`layer_states` of each item of a padded batch, zero-padded, with their frame counts."""
+        lengths = check_lengths(lengths, waveform.shape[1], "waveform_lengths", waveform.device).tolist()
+        states = [self.layer_states(row[:n]) for row, n in zip(waveform, lengths)]
+        padded = pad_sequence(states, batch_first=True).to(waveform.device)
+        return padded, torch.tensor([len(s) for s in states], device=waveform.device)
 
     @torch.no_grad()
     def front_end(self, waveforms: Sequence[torch.Tensor], batch_size: int = 16) -> list[torch.Tensor]:

@@ -6,7 +6,9 @@ fusion and classifier → Mp, and trains it on S_A ∪ S_B, shuffled: in every s
 targets are corrected from the current predictions (eq. 6, inside `method.losses.joint_loss`)
 and the label store records them per epoch. Both stages stop early on the validation UA
 (`stage.StageRunner`, which also makes them resumable). Runs whose stage 1 would be identical
-share one (`runtime.share_stage1`, `stage1_store`).
+share one (`runtime.share_stage1`, `stage1_store`). With a frozen encoder
+(`model.encoder_mode=frozen`) both stages read its cached hidden states (`frozen`) and train
+the layer weights, pooling and what follows.
 
 `train_fold` then evaluates Mp on the test speaker and writes the fold's folder
 (`analysis.runs`); its record holds the test metrics, divergences to the truth (synthetic
@@ -36,6 +38,7 @@ from ..model import SERModel, TemporalClassifier, save_model
 from ..runtime import seed_all, select_device
 from .evaluate import Predictions, predict
 from .folds import Fold, FoldData, prepare_fold
+from .frozen import attach_hidden_states
 from .stage import StageProgress, StageRunner
 from .stage1_store import Stage1Store, stage1_identity
 
@@ -86,7 +89,9 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
     else:
         seed_all(stage_seed(config.seed, fold.name, STAGE1))
         stage1_model = TemporalClassifier(config.model, num_classes)
-        if config.model.freeze_feature_encoder:
+        if config.model.encoder_mode == "frozen":
+            attach_hidden_states(stage1_model.temporal, data, cache, device, progress)
+        elif config.model.freeze_feature_encoder:
             freeze_front_end(stage1_model.temporal, data, device)
         if config.train.stage1_max_epochs > 0:
             stage1, stage1_reused = _stage1(config, fold, data, stage1_model, weights, device, fold_dir, resume,

@@ -34,7 +34,7 @@ import transformers
 from filelock import FileLock, Timeout
 
 from ..config import Config, flatten
-from ..data.cache import canonical_json
+from ..data.cache import canonical_json, state_digest, update_digest
 from ..data.samples import Sample
 from ..errors import TrainingError
 from ..files import project_path
@@ -52,7 +52,8 @@ STAGE1_FIELDS = (
     "seed",  # stage_seed(seed, fold, stage1): init, dropout, SpecAugment masks; the batch order
     "data.classes", "data.clear_threshold", "data.sample_rate", "data.max_segment_s", "data.min_segment_s",
     "data.segmentation", "data.mixdown", "data.resample",
-    "model.encoder", "model.mask_time_prob", "model.freeze_feature_encoder",  # all TemporalClassifier reads
+    "model.encoder", "model.encoder_mode", "model.frozen_layer_norm", "model.mask_time_prob",
+    "model.freeze_feature_encoder",  # all TemporalClassifier reads
     "train.lr", "train.weight_decay", "train.adam_eps", "train.batch_size", "train.patience",
     "train.stage1_max_epochs", "train.bucket_by_length", "train.grad_clip",
     "loss.clear_terms", "loss.class_weights",
@@ -131,28 +132,13 @@ def samples_digest(samples: Sequence[Sample]) -> str:
     for s in samples:
         digest.update(canonical_json({"id": s.sample_id, "utt": s.utt_id, "speaker": s.speaker, "subset": s.subset,
                                       "valid": s.num_valid_samples}).encode())
-        _update(digest, s.y_soft)
-        _update(digest, s.waveform)
-    return digest.hexdigest()
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 of a state dict: every tensor's name, dtype, shape and bytes."""
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        _update(digest, state[name])
+        update_digest(digest, s.y_soft)
+        update_digest(digest, s.waveform)
     return digest.hexdigest()
 
 
 def _layout(state: dict[str, torch.Tensor]) -> dict:
     return {name: (tuple(tensor.shape), tensor.dtype) for name, tensor in state.items()}
-
-
-def _update(digest, tensor: torch.Tensor) -> None:
-    tensor = tensor.detach().cpu().contiguous()
-    digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-    digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # bytes of any dtype, bf16 included
 
 
 class Stage1Store:
