@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,13 @@ import pandas as pd
 import yaml
 
 from ..analysis import runs
-from ..analysis.metrics import aggregate, paired_difference, reportable_interval
+from ..analysis.metrics import MIN_PAIRS_FOR_CI, aggregate, paired_difference, reportable_interval
 from ..analysis.results import markdown_table
 from ..config import flatten, load_config
 from ..errors import SerError
 from ..files import atomic_write_json, atomic_write_text
 from ..method.presets import FIG6_PRESETS, PRESETS, apply_preset
+from . import precision
 from .grid import DEFAULT_POINT, grid_from_dict
 from .sweep import SWEEP_JSON
 
@@ -87,7 +89,9 @@ def collect(sweep_dir: str | Path) -> tuple[dict, pd.DataFrame]:
             row.update({key: record.get(key) for key, _ in METRICS})
             row.update({name: record.get(key) for key, name in JS_COLUMNS})
             row["train_seconds"] = record.get("train_seconds")
-            row["machine"] = machine_label(runs.read_trial_info(fold))
+            trial = runs.read_trial_info(fold) or {}
+            row["machine"] = machine_label(trial)
+            row.update(trial_seconds=trial.get("trial_seconds"), host=trial.get("hostname"), device=trial.get("device"))
             rows.append(row)
     if not rows:
         raise SerError(f"{sweep_dir}: no finished folds yet; `ser sweep --resume` trains them")
@@ -130,20 +134,21 @@ def summarize(frame: pd.DataFrame) -> dict[str, dict]:
 CONTRAST_SECTION = "at the same other settings"  # ends the title of a grid's contrast section
 
 
-def paired_against(frame: pd.DataFrame, reference: str, by: str = "method") -> dict[str, dict]:
+def paired_against(frame: pd.DataFrame, reference: str, by: str = "method", summarize=None) -> dict[str, dict]:
     """Every other row minus the reference rows, paired on (fold, seed). `by="method"`: methods
     against method `reference` at the same grid point; `by="point"`: the grid points of one
-    method against point `reference` (Tables VII and VIII against the paper's own setting)."""
+    method against point `reference` (Tables VII and VIII against the paper's own setting).
+    `summarize`: what `_paired` makes of each row's matched folds."""
     keys = ["point" if by == "method" else "method", *_unit_keys(frame)]
-    return _paired(frame[frame[by] != reference], frame[frame[by] == reference], keys)
+    return _paired(frame[frame[by] != reference], frame[frame[by] == reference], keys, summarize)
 
 
-def paired_along(frame: pd.DataFrame, key: str, reference, other_keys: list[str]) -> dict[str, dict]:
+def paired_along(frame: pd.DataFrame, key: str, reference, other_keys: list[str], summarize=None) -> dict[str, dict]:
     """Rows whose grid key `key` is not `reference` minus the row where it is, at the same method,
     other grid values (`other_keys`), fold and seed: a grid's `contrast`, e.g. each variant with
     the pretrained encoder against the same variant with the random one."""
     is_reference = frame[key].astype(str) == str(reference)
-    return _paired(frame[~is_reference], frame[is_reference], ["method", *other_keys, *_unit_keys(frame)])
+    return _paired(frame[~is_reference], frame[is_reference], ["method", *other_keys, *_unit_keys(frame)], summarize)
 
 
 def _unit_keys(frame: pd.DataFrame) -> list[str]:
@@ -152,23 +157,30 @@ def _unit_keys(frame: pd.DataFrame) -> list[str]:
     return [key for key in ("draw", "seed", "speaker") if key in frame]
 
 
-def _paired(rows: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> dict[str, dict]:
-    """Per row label of `rows`: its metrics minus those of the `reference` row matching it on `keys`."""
-    reference_values = reference.set_index(keys)[[k for k, _ in METRICS]].add_suffix("_ref")
+def _paired(rows: pd.DataFrame, reference: pd.DataFrame, keys: list[str], summarize=None) -> dict[str, dict]:
+    """Per row label of `rows`: its metrics minus those of the `reference` row matching it on `keys`
+    (`_differences`), or what `summarize` makes of the matched folds (the reference's columns end
+    in `_ref`; `precision.plan`)."""
+    columns = [k for k, _ in METRICS] + ["trial_seconds"] * ("trial_seconds" in reference)
+    reference_values = reference.set_index(keys)[columns].add_suffix("_ref")
     out = {}
     for label, group in rows.groupby("row", sort=False):
         matched = group.join(reference_values, on=keys, how="inner")
-        if matched.empty:
-            continue
-        entry = {"n_pairs": len(matched)}
-        for key, _ in METRICS:
-            d = paired_difference(matched[key], matched[f"{key}_ref"])
-            entry[f"delta_{key}"], entry[f"delta_{key}_ci"], entry[f"p_{key}"] = d["delta"], d["ci95"], d["p_value"]
-        if "draw" in matched and matched["draw"].nunique() > 1:  # does the sign hold on every corpus draw?
-            per_draw = (matched["ua"] - matched["ua_ref"]).groupby(matched["draw"], sort=True).mean()
-            entry["delta_ua_by_draw"] = {str(draw): float(delta) for draw, delta in per_draw.items()}
-        out[label] = entry
+        if not matched.empty:
+            out[label] = (summarize or _differences)(matched)
     return out
+
+
+def _differences(matched: pd.DataFrame) -> dict:
+    """A row's paired Δ against its reference: mean, t-interval and Wilcoxon p per metric."""
+    entry = {"n_pairs": len(matched)}
+    for key, _ in METRICS:
+        d = paired_difference(matched[key], matched[f"{key}_ref"])
+        entry[f"delta_{key}"], entry[f"delta_{key}_ci"], entry[f"p_{key}"] = d["delta"], d["ci95"], d["p_value"]
+    if "draw" in matched and matched["draw"].nunique() > 1:  # does the sign hold on every corpus draw?
+        per_draw = (matched["ua"] - matched["ua_ref"]).groupby(matched["draw"], sort=True).mean()
+        entry["delta_ua_by_draw"] = {str(draw): float(delta) for draw, delta in per_draw.items()}
+    return entry
 
 
 def reference_point(state: dict, frame: pd.DataFrame) -> str | None:
@@ -184,16 +196,16 @@ def reference_point(state: dict, frame: pd.DataFrame) -> str | None:
     return frame["point"].iloc[0]
 
 
-def _paired_sections(state: dict, frame: pd.DataFrame) -> dict[str, dict]:
+def _paired_sections(state: dict, frame: pd.DataFrame, summarize=None) -> dict[str, dict]:
     """Section title -> paired rows: against `paper` and `soft-static` (else the first method), and
-    for a one-method grid against its own setting."""
-    sections = {f"vs {r}": paired_against(frame, r) for r in _references(frame)}
+    for a one-method grid against its own setting. `summarize`: as for `_paired`."""
+    sections = {f"vs {r}": paired_against(frame, r, summarize=summarize) for r in _references(frame)}
     if (point := reference_point(state, frame)) is not None:
-        sections[f"vs {_row_label(frame['method'].iloc[0], point)}"] = paired_against(frame, point, by="point")
+        sections[f"vs {_row_label(frame['method'].iloc[0], point)}"] = paired_against(frame, point, "point", summarize)
     contrast, values = state["grid"].get("contrast"), state["grid"]["grid"]
     if contrast is not None:
         others = [k for k in values if k != contrast]
-        rows = paired_along(frame, contrast, values[contrast][0], others)
+        rows = paired_along(frame, contrast, values[contrast][0], others, summarize)
         if rows not in sections.values():  # a one-key grid whose first value is the method's own setting
             sections[f"vs {contrast}={values[contrast][0]} {CONTRAST_SECTION}"] = rows
     return {title: rows for title, rows in sections.items() if rows}
@@ -213,6 +225,7 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
                "machines": frame["machine"].value_counts().to_dict()}
     if (along := along_level(frame, summary, grid)) is not None:
         summary["along"] = along
+    summary["concurrency"], summary["precision"] = precision_plans(state, frame)
     paths = _write_figures(sweep_dir, frame, summary, grid)
     markdown = format_report(summary, grid, [p.name for p in paths])
     atomic_write_text(sweep_dir / "report.md", markdown)
@@ -224,6 +237,17 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
             shutil.copyfile(path, Path(figures_dir) / path.name)
         shutil.copyfile(sweep_dir / "report.md", Path(figures_dir) / f"{grid['name']}_report.md")
     return Report(summary, markdown, paths)
+
+
+def precision_plans(state: dict, frame: pd.DataFrame) -> tuple[dict, dict]:
+    """The sweep's trials at once (`precision.concurrency`) and, per paired section and row, the
+    precision plan of its Δ over (draw, fold) units (`precision.plan`)."""
+    grid = state["grid"]
+    at_once = precision.concurrency(set(frame["host"]), set(frame["device"]), int(grid.get("threads", 1)))
+    folds = len(state.get("speakers", [])) or frame["speaker"].nunique()
+    plan = partial(precision.plan, folds_per_draw=folds, draws=bool(grid.get("draws")),
+                   trials_at_once=at_once["trials_at_once"])
+    return at_once, _paired_sections(state, frame, plan)
 
 
 def along_level(frame: pd.DataFrame, summary: dict, grid: dict) -> dict | None:
@@ -295,6 +319,8 @@ def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
                   "Each Δ is the row's score minus the reference's: positive means the row scored higher.", ""]
         lines += _paired_table(rows)
     lines += ["", summary["note"]]
+    if summary.get("precision"):
+        lines += _precision_section(summary["precision"], summary["concurrency"], grid)
     if summary.get("machines"):
         lines += ["", "Machines (folds trained on each): "
                   + "; ".join(f"{count} {'' if label == NOT_RECORDED else 'on '}{label}"
@@ -337,6 +363,68 @@ def _paired_table(rows: dict) -> list[str]:
             cells.append(", ".join(f"{d}: {v:+.1f}" for d, v in e.get("delta_ua_by_draw", {}).items()) or "–")
         body.append(cells)
     return markdown_table(header, body)
+
+
+def _precision_section(plans: dict, concurrency: dict, grid: dict) -> list[str]:
+    """The precision plan of every paired ΔUA (`precision.plan`), a row per comparison, and how it
+    was sized; report.json holds the same for WA."""
+    draws, targets = bool(grid.get("draws")), " / ".join(f"±{t:g}" for t in precision.TARGETS)
+    header = ["comparison", "units (draws × folds)" if draws else "units (folds)", "seeds per unit",
+              "SD of unit ΔUA (between / within)", "ΔUA ± half-width", f"units for {targets}",
+              f"draws for {targets}", f"wall time for {targets}"]
+    every = [(f"{label} {title}", plan) for title, rows in plans.items() for label, plan in rows.items()]
+    folds, at_once = every[0][1]["folds_per_draw"], concurrency["trials_at_once"]
+    unrecorded = at_once and any(plan["trial_seconds"] is None for _, plan in every)
+    return ["", "## Precision plan", "",
+            "The seeds of one fold share its test speakers and training data, so here the unit of replication is "
+            f"the {'(draw, fold) pair' if draws else 'fold'}: each ΔUA is averaged over the seeds of a unit first, "
+            "and its 95% interval is a t-interval over units (half-width t · SD / √units). In brackets the SD of "
+            "one seed's Δ split into a part between units and one within a unit (a one-way random-effects "
+            "estimate; a unit's variance is between² + within² / seeds, so more seeds shrink only the second). "
+            f"Units for {targets}: the fewest units whose interval would have that half-width at this SD"
+            + (f"; draws: whole corpus draws of {folds} folds each." if draws else
+               "; the folds of a recorded corpus are fixed, so more units than its folds are out of reach."),
+            "",
+            "Wall time: the trials still to train for those units (both rows, every seed of a unit) × the mean "
+            "trial_seconds of the two rows' trials (trial.json, with the sweep's other trials beside them) ÷ "
+            + (f"{at_once} trials at once ({concurrency['basis']}; a sweep does not record its concurrency, so "
+               "this assumes none was set with --concurrency)." if at_once else
+               f"the trials at once, which is {concurrency['basis']}, so no wall time is given.")
+            + (" Rows whose trials did not record trial_seconds (swept before trial.json held them) say "
+               "\"not recorded\"." if unrecorded else ""),
+            "", *markdown_table(header, [_precision_row(name, plan, draws) for name, plan in every])]
+
+
+def _precision_row(name: str, plan: dict, draws: bool) -> list[str]:
+    ua = plan["ua"]
+    sized = [ua["targets"][f"{t:g}"] for t in precision.TARGETS] if ua["targets"] else []
+    parts = f" ({ua['sd_between']:.2f} / {ua['sd_within']:.2f})" if ua["sd_within"] is not None else ""
+    return [name, f"{plan['n_units']} ({plan['n_draws']} × {plan['n_folds']})" if draws else str(plan["n_units"]),
+            f"{plan['seeds_per_unit']:g}", "–" if ua["sd_units"] is None else f"{ua['sd_units']:.2f}{parts}",
+            f"{ua['delta']:+.2f} ± {ua['half_width']:.2f}" if ua["half_width"] is not None
+            else f"{ua['delta']:+.2f} (no interval, < {MIN_PAIRS_FOR_CI} units)",
+            " / ".join(str(s["units"]) for s in sized) or "–",
+            " / ".join(str(s["draws"]) for s in sized) if draws and sized else "–",
+            " / ".join(_wall_cell(s, plan["folds_per_draw"]) for s in sized) or "–"]
+
+
+def _wall_cell(sized: dict, folds: int) -> str:
+    if not sized["reachable"]:
+        return f"beyond the {folds} folds"
+    if sized["more_trials"] == 0:
+        return "0 (done)"
+    return _duration(sized["wall_seconds"])
+
+
+def _duration(seconds: float | None) -> str:
+    """A wall time for a table cell, in s, min, h or days; "not recorded" without one."""
+    if seconds is None:
+        return "not recorded"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 48 * 3600 else f"{seconds / 86400:.1f} d"
 
 
 def _delta_cell(entry: dict, key: str) -> str:
