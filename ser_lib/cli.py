@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--gpus-per-trial", type=float, metavar="F",
                        help="each trial's share of a GPU, e.g. 0.25 (default: none without GPUs, "
                             "0.25 for the tiny encoders, 1 otherwise)")
+    sweep.add_argument("--trials-per-worker", type=int, metavar="N",
+                       help="folds one worker process trains, one after the other, before it exits (default: the "
+                            "grid's trials_per_worker, else 4; fewer when the folds would not fill the workers; "
+                            "1: a fresh process per fold)")
     sweep.set_defaults(handler=cmd_sweep, profile="paper", config=None, set=[])
 
     report = commands.add_parser("report", help="tables, paired statistics and figures over a sweep folder")
@@ -368,7 +372,8 @@ def cmd_sweep(args, config: Config) -> int:
     from .experiments.sweep import run_sweep
 
     outcome = run_sweep(args.grid, args.manifest, args.out, address=args.address, resume=args.resume,
-                        concurrency=args.concurrency, gpus=args.gpus_per_trial)
+                        concurrency=args.concurrency, gpus=args.gpus_per_trial,
+                        trials_per_worker=args.trials_per_worker)
     print(f"{outcome.trained} trials trained, {outcome.already_finished} finished before, "
           f"{len(outcome.failed)} failed; {len(outcome.complete_runs)} complete runs; "
           f"{outcome.wall_seconds:.0f} s. Report: ser report {args.out}")

@@ -20,6 +20,8 @@ A grid file (the shipped ones are in `grids/`)::
                                   # over (draw, fold, seed) instead of making each draw a row
     along: synth.annotator_temperature  # optional: a numeric grid key; the report draws each method's
                                   # Δ against soft-static and the labels' JS to the truth along it
+    trials_per_worker: 4          # optional: folds one worker process trains before it exits
+                                  # (`experiments.jobs`; `ser sweep --trials-per-worker` overrides it)
 
 A *run* is one (method, grid point, seed): a run folder `METHOD/POINT/seed-N` under the sweep
 folder, with the usual fold folders (`analysis.runs`). A *trial* is one fold of one run, the unit
@@ -44,10 +46,11 @@ import yaml
 from ..config import Config, apply_overrides, load_config
 from ..errors import ConfigError
 from ..method.presets import PRESETS, apply_preset
+from .jobs import check_trials_per_worker
 
 DEFAULT_POINT = "default"
 GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description", "contrast",
-             "corpus", "draws", "along"}
+             "corpus", "draws", "along", "trials_per_worker"}
 CORPORA = ("synth",)  # what `corpus:` may name; without it the sweep's --manifest is every run's corpus
 
 
@@ -66,6 +69,7 @@ class Grid:
     corpus: str | None = None  # "synth": each run's corpus is generated from its synth.* settings
     draws: str | None = None  # a grid key holding corpus draws (e.g. synth.seed), paired over in the report
     along: str | None = None  # a numeric grid key the report draws Δ and JS along (e.g. a noise level)
+    trials_per_worker: int | None = None  # folds per worker process; None: the sweep's default (`jobs`)
 
     def points(self) -> list[dict[str, Any]]:
         """Every combination of the grid's values, in file order ([{}] without a grid)."""
@@ -107,7 +111,7 @@ class Grid:
                 "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},
                 "seeds": list(self.seeds), "folds": self.folds if not isinstance(self.folds, tuple) else list(self.folds),
                 "threads": self.threads, "contrast": self.contrast, "corpus": self.corpus, "draws": self.draws,
-                "along": self.along}
+                "along": self.along, "trials_per_worker": self.trials_per_worker}
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,8 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
         corpus=None if tree.get("corpus") is None else str(tree["corpus"]),
         draws=None if tree.get("draws") is None else str(tree["draws"]),
         along=None if tree.get("along") is None else str(tree["along"]),
+        trials_per_worker=(None if tree.get("trials_per_worker") is None
+                           else check_trials_per_worker(tree["trials_per_worker"], source)),
     )
     if grid.corpus is not None and grid.corpus not in CORPORA:
         raise ConfigError(f"{source}: corpus must be one of {list(CORPORA)} (or absent: the sweep's --manifest), "

@@ -174,6 +174,24 @@ def this_node() -> dict:
             "hostname": socket.gethostname(), "pid": os.getpid()}
 
 
+def trials_at_once(cpus_per_trial: int, gpu_shares: list[float]) -> int:
+    """How many trials of `cpus_per_trial` CPUs and `gpu_shares` GPUs the Ray cluster runs at once
+    (by its smallest GPU share), at least 1."""
+    return max(_at_once(cpus_per_trial, gpu_shares), 1)
+
+
+def _at_once(cpus_per_trial: int, gpu_shares: list[float]) -> int:
+    import ray
+
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    at_once = int(cpus // max(cpus_per_trial, 1))
+    positive = [s for s in gpu_shares if s > 0]
+    if gpus and positive:
+        at_once = min(at_once, int(gpus // min(positive)))
+    return at_once
+
+
 def describe_cluster(cpus_per_trial: int, gpu_shares: list[float]) -> str:
     """One line: nodes, CPUs and GPUs of the Ray cluster, and what each trial gets."""
     import ray
@@ -183,9 +201,7 @@ def describe_cluster(cpus_per_trial: int, gpu_shares: list[float]) -> str:
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
     shares = sorted(set(gpu_shares)) or [0.0]
     gpu_text = "/".join(f"{s:g}" for s in shares)
-    at_once = int(cpus // max(cpus_per_trial, 1))
-    if gpus and max(shares) > 0:
-        at_once = min(at_once, int(gpus // min(s for s in shares if s > 0)))
+    at_once = _at_once(cpus_per_trial, gpu_shares)
     return (f"Ray: {len(nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; each trial gets {cpus_per_trial} CPU(s) and "
             f"{gpu_text} GPU, so up to {at_once} trials at once; trials run on "
             f"{'CUDA' if max(shares) > 0 else 'the CPU'}")

@@ -3,17 +3,25 @@
 Every trial is one LOSO fold of one run and writes the usual fold folder, so the sweep folder
 is a tree of ordinary run folders (`METHOD/POINT/seed-N/fold-SPK`) that `ser report`, the
 notebooks and `ser loso --resume` all read. Ray only schedules: a private local Ray by default
-(one trial per `threads` cores), or an existing cluster with `address` (the sweep folder, the
-manifest's audio and the feature cache must then be on a filesystem every node sees). Trials get
-GPUs when the cluster has them (`placement`), and each records the node it ran on.
+(one worker per `threads` cores), or an existing cluster with `address` (the sweep folder, the
+manifest's audio and the feature cache must then be on a filesystem every node sees). Workers get
+GPUs when the cluster has them (`placement`), and each fold records the node it ran on.
+
+A Ray trial is a *worker job* (`jobs`): up to `trials_per_worker` folds of one fold name (the
+grid's `trials_per_worker:`, `--trials-per-worker`, default `jobs.DEFAULT_TRIALS_PER_WORKER`),
+trained one after the other in one fresh worker process that then exits, so the ~7 s of worker
+start-up and imports is paid once per job and a worker's memory is bounded. Each fold records
+in its `trial.json` its own seconds, its place in its job and the worker's resident and peak
+memory after it. 1 gives one process per fold.
 
 Resuming is by the files, not by Ray's state: a fold with `fold_result.json` is finished and is
-never run again, an interrupted fold continues from its checkpoint, and a failed trial is
-reported and does not stop the others. A trial whose worker dies (killed, out of memory, a
-lost node) is retried by Ray up to `TRIAL_RETRIES` times and continues from its fold
-checkpoint. A killed driver leaves some of its private Ray running for minutes; the next sweep
-on the folder ends those processes (`placement.end_leftover_ray`). After the trials, every run
-whose folds are all finished gets its `results.json`.
+never run again, an interrupted fold continues from its checkpoint, and a failed fold is
+reported and does not stop the others, in its job or elsewhere. A job whose worker dies (killed,
+out of memory, a lost node) is retried by Ray up to `TRIAL_RETRIES` times and continues with its
+unfinished folds, each from its checkpoint. A killed driver leaves some of its private Ray
+running for minutes; the next sweep on the folder ends those processes
+(`placement.end_leftover_ray`). After the trials, every run whose folds are all finished gets
+its `results.json`.
 """
 
 from __future__ import annotations
@@ -35,13 +43,15 @@ from ..files import atomic_write_json, atomic_write_text, project_path
 from ..train.folds import fold_names
 from .corpora import corpus_label, run_manifests
 from .grid import Grid, Run, load_grid
+from .jobs import (DEFAULT_TRIALS_PER_WORKER, FoldBaseline, check_trials_per_worker, group_jobs, pending_trials,
+                   worker_memory)
 from .placement import (cluster_gpus, describe_cluster, end_leftover_ray, forget_local_ray, gpus_per_trial,
-                        granted_gpus, record_local_ray, start_ray, this_node, trial_device)
+                        granted_gpus, record_local_ray, start_ray, this_node, trial_device, trials_at_once)
 
 SWEEP_JSON = "sweep.json"
 GRID_YAML = "grid.yaml"
 RAY_DIR = "ray"
-TRIAL_RETRIES = 2  # a worker killed mid-fold is restarted this often; a fold that fails by itself fails again
+TRIAL_RETRIES = 2  # a job whose worker was killed is restarted this often; a fold that fails by itself fails again
 
 
 @dataclass
@@ -56,47 +66,82 @@ class SweepOutcome:
 
 def run_sweep(grid_path: str | Path, manifest_path: str | Path | None, out: str | Path, address: str | None = None,
               resume: bool = False, concurrency: int | None = None, progress: bool = True,
-              gpus: float | None = None) -> SweepOutcome:
+              gpus: float | None = None, trials_per_worker: int | None = None) -> SweepOutcome:
     """Train every pending fold of the grid's runs; return what happened.
 
     `manifest_path` is every run's corpus; None for a grid that generates its own (`corpus: synth`,
-    `experiments.corpora`). `gpus` is each trial's share of a GPU (`--gpus-per-trial`); None picks
-    it from the cluster (`placement.gpus_per_trial`)."""
+    `experiments.corpora`). `gpus` is each worker's share of a GPU (`--gpus-per-trial`); None picks
+    it from the cluster (`placement.gpus_per_trial`). `trials_per_worker` (`--trials-per-worker`)
+    overrides the grid's folds per worker process (`jobs`)."""
     started = time.perf_counter()
     grid, out = load_grid(grid_path), Path(out).resolve()
+    per_worker = check_trials_per_worker(
+        trials_per_worker if trials_per_worker is not None else grid.trials_per_worker or DEFAULT_TRIALS_PER_WORKER,
+        "--trials-per-worker" if trials_per_worker is not None else str(grid_path))
     configs = grid.configs()
     manifests = run_manifests(grid, configs, manifest_path, progress)
     corpus = corpus_label(grid, manifest_path)
     _claim_folder(out, grid, corpus, resume)
     speakers = grid.speakers(_fold_names(grid.name, configs, _partitions(configs, manifests)))
 
-    trials, finished = [], 0
     for run in grid.runs():
         config = configs[run.name]
         config.cache_dir = str(project_path(config.cache_dir))
         runs.record_config(out / run.name, config, resume=True)  # refuses a run started with other settings
         runs.record_manifest(out / run.name, manifests[run.name])
-        for speaker in speakers:
-            if runs.is_finished(runs.fold_dir(out / run.name, speaker)):
-                finished += 1
-            else:
-                trials.append({"run": run.name, "speaker": speaker, "config": config.to_dict(),
-                               "manifest": str(manifests[run.name])})
+    pending, finished = pending_trials(out, [run.name for run in grid.runs()], speakers)
+    trials = [{"run": run, "speaker": speaker, "config": configs[run].to_dict(), "manifest": str(manifests[run])}
+              for run, speaker in pending]
     outcome = SweepOutcome(trials=finished + len(trials), already_finished=finished, trained=0)
     if progress:
         print(f"sweep {grid.name}: {len(grid.runs())} runs x {len(speakers)} folds = {outcome.trials} trials, "
               f"{finished} finished before, {len(trials)} to train")
     _write_state(out, grid, corpus, speakers, outcome)  # `ser report` can read a sweep still running
     if trials:
-        outcome.trained, outcome.failed = _tune(trials, out, grid, address, concurrency, progress, gpus)
+        outcome.trained, outcome.failed = _tune(trials, out, grid, address, concurrency, progress, gpus, per_worker)
     outcome.complete_runs = _summarize_complete(out, grid.runs(), speakers)
     outcome.wall_seconds = time.perf_counter() - started
     _write_state(out, grid, corpus, speakers, outcome)
     return outcome
 
 
-def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
-    """One trial: one fold of one run, resumed from its checkpoint if it has one."""
+def train_job(specs: list[dict[str, Any]], job: int, folds: list[int], report) -> None:
+    """One worker job: the folds `folds` (indices into `specs`) one after the other in this
+    process, each announced by `report({"fold_index": index, ...})`: its metrics, or "error" for a
+    workbench error (a bad setting or file, a missing GPU), which retrying cannot mend.
+
+    A fold finished by an earlier attempt of this job is announced again without training (the
+    driver counts each fold once). Any other exception is the worker's, not the fold's: it is
+    announced as "crashed", the job goes on with its other folds and raises at its end, so that
+    Ray retries the job, which continues with the folds not finished."""
+    baseline, crashed = FoldBaseline(), []
+    for position, index in enumerate(folds, start=1):
+        spec = specs[index]
+        fold_dir = runs.fold_dir(Path(spec["out"]) / spec["run"], spec["speaker"])
+        if runs.is_finished(fold_dir):
+            report({"fold_index": index, **_metrics(runs.read_fold_record(fold_dir)), "trained_before": True})
+            continue
+        baseline.restore()
+        try:
+            result = train_trial(spec, {"job": job, "job_position": position, "job_folds": len(folds)})
+        except SerError as error:
+            result = {"error": str(error)}
+        except Exception as error:  # noqa: BLE001 - the job goes on; Ray retries it at its end
+            crashed.append(f"{spec['run']}/fold-{spec['speaker']}: {type(error).__name__}: {error}")
+            result = {"crashed": f"{type(error).__name__}: {error}"}
+        report({"fold_index": index, **result})
+    if crashed:
+        raise RuntimeError(f"{len(crashed)} of the {len(folds)} folds of worker job {job} crashed: "
+                           + "; ".join(crashed))
+
+
+def _metrics(record: dict) -> dict[str, Any]:
+    return {"wa": record["wa"], "ua": record["ua"], "macro_f1": record.get("macro_f1")}
+
+
+def train_trial(spec: dict[str, Any], job: dict[str, int] | None = None) -> dict[str, Any]:
+    """One trial: one fold of one run, resumed from its checkpoint if it has one. `job` is its
+    place in its worker job (`train_job`), recorded in `trial.json` with the worker's memory."""
     import torch
 
     from ..data.cache import FeatureCache
@@ -115,15 +160,15 @@ def train_trial(spec: dict[str, Any]) -> dict[str, Any]:
     fold_dir = runs.fold_dir(Path(spec["out"]) / spec["run"], spec["speaker"])
     started = time.perf_counter()
     machine = describe_machine(torch.device(config.runtime.device), config.runtime.precision)
-    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "machine": machine,
-                                     "finished": False})
+    where = {**node, "gpu_ids": granted, "device": config.runtime.device, "machine": machine,
+             **(job or {"job": None, "job_position": 1, "job_folds": 1})}
+    runs.write_trial_info(fold_dir, {**where, "finished": False})
     record = train_any_fold(config, parted, fold, fold_dir, FeatureCache(config.cache_dir), resume=True,
                             progress=False)
     seconds = time.perf_counter() - started
-    runs.write_trial_info(fold_dir, {**node, "gpu_ids": granted, "device": config.runtime.device, "machine": machine,
-                                     "finished": True, "trial_seconds": round(seconds, 2)})
-    return {"wa": record["wa"], "ua": record["ua"], "macro_f1": record.get("macro_f1"), "trial_seconds": seconds,
-            "node_ip": node["node_ip"]}
+    memory = worker_memory()  # after the fold: resident now, and the worker's peak so far
+    runs.write_trial_info(fold_dir, {**where, "finished": True, "trial_seconds": round(seconds, 2), **memory})
+    return {**_metrics(record), "trial_seconds": seconds, "node_ip": node["node_ip"], **memory}
 
 
 def _fold_names(grid_name: str, configs: dict[str, Config], partitions: dict[str, pd.DataFrame]) -> list[str]:
@@ -153,18 +198,15 @@ def _partitions(configs: dict[str, Config], manifests: dict[str, Path]) -> dict[
     return partitions
 
 
-def _indexed_trial(params: dict[str, Any], specs: list[dict]) -> dict[str, Any]:
-    """A trial by its index. The workbench's own errors (a bad setting, a bad file, a missing GPU)
-    come back as a result, since retrying cannot mend them; anything else (a killed worker)
-    raises, and Ray retries the trial."""
-    try:
-        return train_trial(specs[params["trial"]])
-    except SerError as error:
-        return {"error": str(error)}
+def _indexed_job(params: dict[str, Any], specs: list[dict], jobs: list[list[int]]) -> None:
+    """A worker job by its index (`train_job`); each fold's result is reported to Tune as it ends."""
+    from ray import tune
+
+    train_job(specs, params["job"], jobs[params["job"]], tune.report)
 
 
-def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None,
-          concurrency: int | None, progress: bool, gpus: float | None) -> tuple[int, list[dict]]:
+def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None, concurrency: int | None,
+          progress: bool, gpus: float | None, per_worker: int) -> tuple[int, list[dict]]:
     import ray
     from ray import tune
 
@@ -178,19 +220,25 @@ def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None,
         available = cluster_gpus()
         specs = [{**t, "out": str(out),
                   "gpus": gpus_per_trial(config_from_dict(t["config"]), gpus, available)} for t in trials]
+        shares = [s["gpus"] for s in specs]
+        jobs = group_jobs(specs, per_worker, concurrency or trials_at_once(grid.threads, shares))
+        job_gpus = [max(specs[i]["gpus"] for i in job) for job in jobs]  # the largest share of its folds
         if progress:
-            print(describe_cluster(grid.threads, [s["gpus"] for s in specs]))
-        callback = _progress_callback(specs, progress)
-        # The specs travel through Ray's object store; the trial's only parameter is its index, so
-        # Ray's trial names and logs stay short.
-        trainable = tune.with_resources(tune.with_parameters(_indexed_trial, specs=specs),
-                                        lambda params: {"cpu": grid.threads, "gpu": specs[params["trial"]]["gpus"]})
+            print(describe_cluster(grid.threads, shares))
+            print(f"{len(specs)} folds in {len(jobs)} worker jobs of up to {max(map(len, jobs))} "
+                  f"(--trials-per-worker {per_worker})")
+        callback = _progress_callback(specs, jobs, progress)
+        # The specs travel through Ray's object store; the trial's only parameter is its job's
+        # index, so Ray's trial names and logs stay short.
+        trainable = tune.with_resources(tune.with_parameters(_indexed_job, specs=specs, jobs=jobs),
+                                        lambda params: {"cpu": grid.threads, "gpu": job_gpus[params["job"]]})
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search(list(range(len(specs))))},
-            # A fresh worker process per trial (Ray's default): reused ones would save the ~7 s of
-            # imports, but their memory grew from 4.7 to 5.8 GB over two more tiny-encoder trials
-            # (a fresh trial peaks at 2.1 GB), which a 330-trial sweep cannot afford.
+            param_space={"job": tune.grid_search(list(range(len(jobs))))},
+            # A fresh worker process per job (Ray's default), which exits after its folds: reused
+            # actors would save more of the ~7 s of imports, but their memory grew from 4.7 to
+            # 5.8 GB over two more tiny-encoder trials (a fresh trial peaks at 2.1 GB), which a
+            # 330-trial sweep cannot afford; a job's memory is bounded by its few folds.
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrency or None),
             run_config=tune.RunConfig(name=grid.name, storage_path=str(out / RAY_DIR), verbose=0,
                                       callbacks=[callback],
@@ -204,36 +252,56 @@ def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None,
     return callback.completed, callback.failed
 
 
-def _progress_callback(specs: list[dict], progress: bool):
-    """A Tune callback with one progress bar over the trials and a line per failed trial."""
+def _progress_callback(specs: list[dict], jobs: list[list[int]], progress: bool):
+    """A Tune callback with one progress bar over the folds and a line per failed fold. A job
+    reports each fold as it ends; a retried job reports again the folds it had finished, and
+    each fold is counted once."""
     from ray.tune import Callback
 
     class Progress(Callback):
         def __init__(self):
             self.completed, self.failed = 0, []
+            self.counted: set[int] = set()  # folds completed or failed
+            self.crashed: dict[int, str] = {}  # a fold's exception in a job that Ray may still retry
             self.bar = tqdm(total=len(specs), desc="sweep trials", unit="fold", disable=not progress)
 
         def __getstate__(self):  # Ray pickles callbacks with its experiment state; a bar holds a stream
             return {**self.__dict__, "bar": None}
 
-        def _name(self, trial) -> str:
-            spec = specs[trial.config["trial"]]
+        @staticmethod
+        def _name(index: int) -> str:
+            spec = specs[index]
             return f"{spec['run']}/fold-{spec['speaker']}"
 
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            index = result.get("fold_index")
+            if index is None or index in self.counted:
+                return
+            if "crashed" in result:
+                self.crashed[index] = result["crashed"]
+            elif "error" in result:
+                self._fail(index, result["error"])
+            else:
+                self.counted.add(index)
+                self.completed += 1
+                self.bar.set_postfix_str(f"{self._name(index)} WA {result.get('wa', float('nan')):.1f}")
+                self.bar.update()
+
         def on_trial_complete(self, iteration, trials, trial, **info):
-            result = trial.last_result or {}
-            if "error" in result:
-                return self._fail(trial, result["error"])
-            self.completed += 1
-            self.bar.set_postfix_str(f"{self._name(trial)} WA {result.get('wa', float('nan')):.1f}")
-            self.bar.update()
+            for index in jobs[trial.config["job"]]:  # a job that ended without reporting a fold
+                if index not in self.counted:
+                    self._fail(index, self.crashed.get(index, "its worker job ended without training it"))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._fail(trial, _error_text(trial))
+            error = _error_text(trial)
+            for index in jobs[trial.config["job"]]:
+                if index not in self.counted:
+                    self._fail(index, self.crashed.get(index, error))
 
-        def _fail(self, trial, error: str):
-            self.failed.append({"trial": self._name(trial), "error": error})
-            tqdm.write(f"FAILED {self._name(trial)}: {error}")
+        def _fail(self, index: int, error: str):
+            self.counted.add(index)
+            self.failed.append({"trial": self._name(index), "error": error})
+            tqdm.write(f"FAILED {self._name(index)}: {error}")
             self.bar.update()
 
     return Progress()
