@@ -37,7 +37,7 @@ T_975_9 = 2.2622
 # Wall time: trials of 140 s (paper) and 100 s (soft-static), mean 120 s; 8 cores // 2 threads = 4 at once.
 #   ±2: 4 draws = 20 units, 10 more × 2 seeds × 2 rows = 40 trials · 120 s / 4 = 1200 s = 20 min
 #   ±1: 13 draws = 65 units, 55 more × 2 × 2 = 220 trials · 120 s / 4 = 6600 s = 1.83 h
-PLAN_ROW = ("| paper vs soft-static | 10 (2 × 5) | 2 | 4.00 (3.87 / 1.41) | +1.00 ± 2.86 | 18 / 64 | 4 / 13 "
+PLAN_ROW = ("| soft-static vs paper | 10 (2 × 5) | 2 | 4.00 (3.87 / 1.41) | -1.00 ± 2.86 | 18 / 64 | 4 / 13 "
             "| 20 min / 1.8 h |")
 
 
@@ -107,6 +107,8 @@ def test_trials_at_once_are_this_machines_cores_over_threads(monkeypatch):
     for hosts, devices in (({"elsewhere"}, {"cpu"}), ({here, "elsewhere"}, {"cpu"}), ({here}, {"cuda"}),
                            ({None}, {None})):
         assert precision.concurrency(hosts, devices, 2)["trials_at_once"] is None
+        # what a sweep recorded (sweep.json's last.slots) wins over any guess, on a cluster too
+        assert precision.concurrency(hosts, devices, 2, recorded=3)["trials_at_once"] == 3
 
 
 def write_sweep(folder, trial_seconds=(140.0, 100.0)):
@@ -144,6 +146,7 @@ def test_the_report_has_the_precision_plan(tmp_path, monkeypatch):
     report = write_report(sweep, figures_dir=None)
     markdown = (sweep / "report.md").read_text()
     assert "## Precision plan" in markdown and PLAN_ROW in markdown
+    assert "| paper vs soft-static |" not in markdown, "a comparison's mirror repeats its plan"
     assert "4 trials at once (8 cores of" in markdown and "whole corpus draws of 5 folds" in markdown
     saved = json.loads((sweep / "report.json").read_text())
     assert saved["concurrency"]["trials_at_once"] == 4

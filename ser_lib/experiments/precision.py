@@ -138,16 +138,18 @@ def mean_trial_seconds(pairs: pd.DataFrame) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
-def concurrency(hosts: set, devices: set, threads: int) -> dict:
+def concurrency(hosts: set, devices: set, threads: int, recorded: int | None = None) -> dict:
     """How many of the sweep's trials ran at once: {"trials_at_once": int or None, "basis": why}.
 
-    A sweep does not record it. A local sweep starts Ray with os.cpu_count() CPUs and every trial
-    asks for `threads` of them (`placement.start_ray`, `describe_cluster`), so cores // threads
-    trials ran at once. trial.json names the host but not its core count (`runtime.describe_machine`
-    holds the CPU model only), so the cores are those of the machine making the report, and only
-    when every trial recorded this machine as its host and ran on the CPU. A cluster, GPU trials
-    (their GPU shares are not recorded) or folds without trial.json give None. `ser sweep
-    --concurrency` may have run fewer trials at once; that is not recorded either."""
+    `recorded`: what the sweep's last invocation wrote into sweep.json (`last.slots`: the worker
+    jobs Ray ran at once, `--concurrency` included). Sweeps from before it was recorded fall back on
+    the machine: a local sweep starts Ray with os.cpu_count() CPUs and every trial asks for
+    `threads` of them (`placement.start_ray`), so cores // threads trials ran at once. trial.json
+    names the host but not its core count, so the cores are those of the machine making the report,
+    and only when every trial recorded this machine as its host and ran on the CPU. A cluster, GPU
+    trials (their GPU shares are not recorded) or folds without trial.json give None then."""
+    if recorded:
+        return {"trials_at_once": int(recorded), "basis": "as the sweep recorded it (sweep.json)"}
     here = socket.gethostname()
     if None in hosts:
         return {"trials_at_once": None, "basis": "not recorded: some folds have no trial.json"}

@@ -243,7 +243,8 @@ def precision_plans(state: dict, frame: pd.DataFrame) -> tuple[dict, dict]:
     """The sweep's trials at once (`precision.concurrency`) and, per paired section and row, the
     precision plan of its Δ over (draw, fold) units (`precision.plan`)."""
     grid = state["grid"]
-    at_once = precision.concurrency(set(frame["host"]), set(frame["device"]), int(grid.get("threads", 1)))
+    at_once = precision.concurrency(set(frame["host"]), set(frame["device"]), int(grid.get("threads", 1)),
+                                    state.get("last", {}).get("slots"))
     folds = len(state.get("speakers", [])) or frame["speaker"].nunique()
     plan = partial(precision.plan, folds_per_draw=folds, draws=bool(grid.get("draws")),
                    trials_at_once=at_once["trials_at_once"])
@@ -372,7 +373,7 @@ def _precision_section(plans: dict, concurrency: dict, grid: dict) -> list[str]:
     header = ["comparison", "units (draws × folds)" if draws else "units (folds)", "seeds per unit",
               "SD of unit ΔUA (between / within)", "ΔUA ± half-width", f"units for {targets}",
               f"draws for {targets}", f"wall time for {targets}"]
-    every = [(f"{label} {title}", plan) for title, rows in plans.items() for label, plan in rows.items()]
+    every = _without_mirrors([(label, title, plan) for title, rows in plans.items() for label, plan in rows.items()])
     folds, at_once = every[0][1]["folds_per_draw"], concurrency["trials_at_once"]
     unrecorded = at_once and any(plan["trial_seconds"] is None for _, plan in every)
     return ["", "## Precision plan", "",
@@ -387,12 +388,26 @@ def _precision_section(plans: dict, concurrency: dict, grid: dict) -> list[str]:
             "",
             "Wall time: the trials still to train for those units (both rows, every seed of a unit) × the mean "
             "trial_seconds of the two rows' trials (trial.json, with the sweep's other trials beside them) ÷ "
-            + (f"{at_once} trials at once ({concurrency['basis']}; a sweep does not record its concurrency, so "
-               "this assumes none was set with --concurrency)." if at_once else
+            + (f"{at_once} trials at once ({concurrency['basis']}"
+               + ("" if "recorded" in concurrency["basis"] else
+                  "; this sweep did not record its concurrency, so this assumes none was set with --concurrency")
+               + "). Worker start-up, outside every fold's trial_seconds, is not counted." if at_once else
                f"the trials at once, which is {concurrency['basis']}, so no wall time is given.")
             + (" Rows whose trials did not record trial_seconds (swept before trial.json held them) say "
                "\"not recorded\"." if unrecorded else ""),
             "", *markdown_table(header, [_precision_row(name, plan, draws) for name, plan in every])]
+
+
+def _without_mirrors(rows: list[tuple[str, str, dict]]) -> list[tuple[str, dict]]:
+    """(name, plan) per comparison, dropping "B vs A" after "A vs B": a Δ and its mirror have the
+    same SD, interval width and plan."""
+    seen, kept = set(), []
+    for label, title, plan in rows:
+        pair = frozenset((label, title.removeprefix("vs ")))
+        if pair not in seen:
+            seen.add(pair)
+            kept.append((f"{label} {title}", plan))
+    return kept
 
 
 def _precision_row(name: str, plan: dict, draws: bool) -> list[str]:

@@ -62,6 +62,7 @@ class SweepOutcome:
     failed: list[dict] = field(default_factory=list)  # {"trial", "error"}
     wall_seconds: float = 0.0
     complete_runs: list[str] = field(default_factory=list)
+    slots: int | None = None  # worker jobs run at once (`ser report`'s precision plan reads it)
 
 
 def run_sweep(grid_path: str | Path, manifest_path: str | Path | None, out: str | Path, address: str | None = None,
@@ -98,7 +99,7 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path | None, out: str 
               f"{finished} finished before, {len(trials)} to train")
     _write_state(out, grid, corpus, speakers, outcome)  # `ser report` can read a sweep still running
     if trials:
-        outcome.trained, outcome.failed = _tune(trials, out, grid, address, concurrency, progress, gpus, per_worker)
+        outcome.trained, outcome.failed, outcome.slots = _tune(trials, out, grid, address, concurrency, progress, gpus, per_worker)
     outcome.complete_runs = _summarize_complete(out, grid.runs(), speakers)
     outcome.wall_seconds = time.perf_counter() - started
     _write_state(out, grid, corpus, speakers, outcome)
@@ -206,7 +207,7 @@ def _indexed_job(params: dict[str, Any], specs: list[dict], jobs: list[list[int]
 
 
 def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None, concurrency: int | None,
-          progress: bool, gpus: float | None, per_worker: int) -> tuple[int, list[dict]]:
+          progress: bool, gpus: float | None, per_worker: int) -> tuple[int, list[dict], int]:
     import ray
     from ray import tune
 
@@ -221,7 +222,9 @@ def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None, concur
         specs = [{**t, "out": str(out),
                   "gpus": gpus_per_trial(config_from_dict(t["config"]), gpus, available)} for t in trials]
         shares = [s["gpus"] for s in specs]
-        jobs = group_jobs(specs, per_worker, concurrency or trials_at_once(grid.threads, shares))
+        slots = trials_at_once(grid.threads, shares)
+        slots = min(concurrency, slots) if concurrency else slots
+        jobs = group_jobs(specs, per_worker, slots)
         job_gpus = [max(specs[i]["gpus"] for i in job) for job in jobs]  # the largest share of its folds
         if progress:
             print(describe_cluster(grid.threads, shares))
@@ -249,7 +252,7 @@ def _tune(trials: list[dict], out: Path, grid: Grid, address: str | None, concur
         if owns_ray:
             ray.shutdown()
             forget_local_ray(out)
-    return callback.completed, callback.failed
+    return callback.completed, callback.failed, slots
 
 
 def _progress_callback(specs: list[dict], jobs: list[list[int]], progress: bool):
@@ -365,6 +368,7 @@ def _write_state(out: Path, grid: Grid, corpus: str, speakers: list[str], outcom
         "runs": known,  # every run this folder was ever swept with (a resumed grid may have grown)
         "last": {"trials": outcome.trials, "already_finished": outcome.already_finished,
                  "trained": outcome.trained, "failed": outcome.failed,
-                 "wall_seconds": round(outcome.wall_seconds, 1), "complete_runs": len(outcome.complete_runs)},
+                 "wall_seconds": round(outcome.wall_seconds, 1), "complete_runs": len(outcome.complete_runs),
+                 "slots": outcome.slots},
     })
 
