@@ -43,12 +43,19 @@ def direct_layers(encoder, waveform: torch.Tensor) -> torch.Tensor:
     return torch.stack([*out.hidden_states[:-1], out.last_hidden_state], dim=2)[0]
 
 
-def test_cached_hidden_states_equal_a_direct_forward_pass(fold_data, tmp_path):
-    config, data = fold_data
+def cached_branch(config, data, cache_dir):
+    """A frozen temporal branch (seed 0) whose hidden states of the fold were just computed into a
+    fresh cache."""
     seed_all(0)
     temporal = TemporalClassifier(config.model, 4).temporal
-    cache = FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(cache_dir)
     attach_hidden_states(temporal, data, cache, CPU, progress=False)
+    return temporal, cache
+
+
+def test_cached_hidden_states_equal_a_direct_forward_pass(fold_data, tmp_path):
+    config, data = fold_data
+    temporal, cache = cached_branch(config, data, tmp_path / "cache")
     samples = data.every_sample
     assert cache.misses == len(samples) and cache.hits == 0
     layers = temporal.encoder.config.num_hidden_layers + 1
@@ -79,10 +86,7 @@ def test_the_model_pools_cached_states_as_it_pools_states_it_computes(fold_data)
 
 def test_the_key_changes_with_the_encoder_weights_and_a_corrupt_entry_is_recomputed(fold_data, tmp_path):
     config, data = fold_data
-    seed_all(0)
-    temporal = TemporalClassifier(config.model, 4).temporal
-    cache = FeatureCache(tmp_path / "cache")
-    attach_hidden_states(temporal, data, cache, CPU, progress=False)
+    temporal, cache = cached_branch(config, data, tmp_path / "cache")
     before = [s.hidden_states for s in data.every_sample]
     digest = encoder_digest(temporal)
 
