@@ -149,7 +149,7 @@ def concurrency(hosts: set, devices: set, threads: int, recorded: int | None = N
     and only when every trial recorded this machine as its host and ran on the CPU. A cluster, GPU
     trials (their GPU shares are not recorded) or folds without trial.json give None then."""
     if recorded:
-        return {"trials_at_once": int(recorded), "basis": "as the sweep recorded it (sweep.json)"}
+        return {"trials_at_once": int(recorded), "basis": "recorded by the sweep in sweep.json"}
     here = socket.gethostname()
     if None in hosts:
         return {"trials_at_once": None, "basis": "not recorded: some folds have no trial.json"}
