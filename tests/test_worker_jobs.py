@@ -205,3 +205,17 @@ def subprocess_sweep(grid, manifest, out, stream):
     return subprocess.Popen(ser_command("sweep", "--grid", grid, "--manifest", manifest, "--out", out,
                                         "--concurrency", 1),
                             env=environment(), stdout=stream, stderr=subprocess.STDOUT)
+
+
+def test_the_reported_peak_never_goes_down_when_the_kernels_high_water_mark_lags(monkeypatch):
+    import resource
+
+    from ser_lib.experiments import jobs
+
+    rss = iter([900 * 2**20, 800 * 2**20])  # the RSS above a lagging ru_maxrss, then back down
+    monkeypatch.setattr(jobs, "_PEAK_SEEN", [0])
+    monkeypatch.setattr("psutil.Process.memory_info", lambda self: type("Info", (), {"rss": next(rss)})())
+    monkeypatch.setattr(resource, "getrusage", lambda who: type("Usage", (), {"ru_maxrss": 850 * 1024})())
+    first, second = jobs.worker_memory(), jobs.worker_memory()
+    assert first["peak_rss_bytes"] == 900 * 2**20
+    assert second["peak_rss_bytes"] == 900 * 2**20 and second["rss_bytes"] == 800 * 2**20

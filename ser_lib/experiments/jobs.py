@@ -104,11 +104,15 @@ def group_jobs(trials: Sequence[dict], per_worker: int, slots: int | None = None
     return sorted(jobs, key=lambda job: job[0])
 
 
+_PEAK_SEEN = [0]  # the largest peak this process has reported, so its reports never go down
+
+
 def worker_memory() -> dict[str, int | None]:
     """This process's resident memory now and its peak so far, in bytes (`ru_maxrss` is KiB on
     Linux, bytes on macOS); the peak is None where `resource` is missing (Windows). Linux updates
     the high-water mark lazily, so it may lag the current RSS by a few pages: the peak is at
-    least the RSS now."""
+    least the RSS now, and at least any peak reported before (a report that took the RSS above
+    a lagging `ru_maxrss` must not be followed by a lower one)."""
     import psutil
 
     memory = {"rss_bytes": int(psutil.Process().memory_info().rss), "peak_rss_bytes": None}
@@ -117,7 +121,8 @@ def worker_memory() -> dict[str, int | None]:
     except ImportError:
         return memory
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    memory["peak_rss_bytes"] = max(int(peak if sys.platform == "darwin" else peak * 1024), memory["rss_bytes"])
+    _PEAK_SEEN[0] = max(int(peak if sys.platform == "darwin" else peak * 1024), memory["rss_bytes"], _PEAK_SEEN[0])
+    memory["peak_rss_bytes"] = _PEAK_SEEN[0]
     return memory
 
 
