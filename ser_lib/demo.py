@@ -1,5 +1,6 @@
-"""The main job (`make demo` = `ser demo`): synthetic corpus → partition → the method and its
-no-correction baseline on the same LOSO folds → results, a paired comparison and figures.
+"""The main job (`ser demo`; `make demo` adds `--set model.encoder_mode=frozen`): synthetic
+corpus → partition → the method and its no-correction baseline on the same LOSO folds → results,
+a paired comparison and figures.
 
 The comparison is paired by fold: correction minus no correction per test speaker, the mean
 with its 95% t-interval and a Wilcoxon signed-rank p-value (`metrics.paired_difference`), written

@@ -1,6 +1,7 @@
 """`ser bench`: FLOP counting, eager attention, the Table VI rows, the CLI and the base encoder."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from torch import nn
 from transformers import Wav2Vec2Model
 
 from ser_lib.analysis import efficiency
+from ser_lib.analysis.paper_numbers import paper_value
 from ser_lib.cli import main
 from ser_lib.config import ModelConfig, load_config
 from ser_lib.errors import ConfigError
@@ -71,8 +73,21 @@ def test_markdown_puts_the_paper_rows_beside_ours(tiny_rows):
     lines = table.splitlines()
     ours = next(i for i, line in enumerate(lines) if line.startswith("| ours, encoder tiny"))
     assert "4.44 ± 0.05" in lines[ours + 1] and "6.95" in lines[ours + 1]
-    assert any(line.startswith("| paper Table VI") and "1.94" in line and "—" in line for line in lines)
+    paper_lengths = [line.split(" | ")[3] for line in lines if line.startswith("| paper Table VI")]
+    assert paper_lengths == ["1.00", "1.20", "1.60", "1.94"]  # every paper length, measured here or not
     assert "Matmul peak" in table
+
+
+def test_every_paper_length_shows_table_vi_from_the_paper_numbers():
+    table = efficiency.format_markdown([], {})
+    (row,) = [line for line in table.splitlines() if line.startswith("| paper Table VI | RTX 3090 | — | 1.60 |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    value = partial(paper_value, "VI", "1.60 s")
+    assert cells[4] == f"{value('FLOPs'):.2f}*"  # in the MACs column (the footnote says why)
+    assert cells[6] == f"{value('Latency'):.2f} ± {value('Latency ±'):.2f}"
+    assert cells[7] == f"{value('RTF'):.3f}" and cells[8] == f"{value('Peak Mem'):.2f}"
+    assert efficiency.PAPER_LENGTHS == (1.0, 1.2, 1.6, 1.94)
+    assert f"{paper_value('VI', '1.94 s', 'FLOPs'):.2f} G" in table  # the footnote's numbers are the paper's
 
 
 def test_cli_bench_json_with_training(capsys, monkeypatch):

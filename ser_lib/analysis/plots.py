@@ -40,8 +40,10 @@ def png_bytes(figure: Figure, dpi: int = 120) -> bytes:
 
 
 def run_title(run_dir: str | Path, config) -> str:
-    """What a figure shows, in its title: the run folder and its correction setting (eqs. 6 and 10)."""
-    return f"{Path(run_dir).as_posix()} (α={config.loss.alpha:g}, β={config.loss.beta:g})"
+    """What a figure shows, in its title: the run folder, its correction setting (eqs. 6 and 10) and
+    whether the encoder was frozen (not the paper's fine-tuning)."""
+    frozen = ", encoder frozen" if config.model.encoder_mode == "frozen" else ""
+    return f"{Path(run_dir).as_posix()} (α={config.loss.alpha:g}, β={config.loss.beta:g}{frozen})"
 
 
 def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:

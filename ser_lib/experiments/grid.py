@@ -22,6 +22,11 @@ A grid file (the shipped ones are in `grids/`)::
                                   # Δ against soft-static and the labels' JS to the truth along it
     trials_per_worker: 4          # optional: folds one worker process trains before it exits
                                   # (`experiments.jobs`; `ser sweep --trials-per-worker` overrides it)
+    paper:                        # optional: the paper's table the grid reproduces; the report's
+      table: VIII                 # results table gets a column of the paper's values (`PaperRows`)
+      column: UA
+      rows:                       # a row of the report -> the paper's row (`analysis.paper_numbers`)
+        "loss.alpha=0.3, loss.beta=0.1": α = 0.3 (β = 0.1)
 
 A *run* is one (method, grid point, seed): a run folder `METHOD/POINT/seed-N` under the sweep
 folder, with the usual fold folders (`analysis.runs`). A *trial* is one fold of one run, the unit
@@ -37,12 +42,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..analysis.paper_numbers import PaperLookupError, paper_value
 from ..config import Config, apply_overrides, load_config
 from ..errors import ConfigError
 from ..method.presets import PRESETS, apply_preset
@@ -50,8 +57,68 @@ from .jobs import check_trials_per_worker
 
 DEFAULT_POINT = "default"
 GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description", "contrast",
-             "corpus", "draws", "along", "trials_per_worker"}
+             "corpus", "draws", "along", "trials_per_worker", "paper"}
 CORPORA = ("synth",)  # what `corpus:` may name; without it the sweep's --manifest is every run's corpus
+
+
+@dataclass(frozen=True)
+class PaperRows:
+    """A grid's `paper:`: which of the paper's tables (`table`, a Roman numeral) and `column` it
+    reproduces, and `rows`, the paper's row for each row of the report that has one.
+
+    A key of `rows` selects report rows the way the report labels them, `METHOD [KEY=VALUE, ...]`,
+    but may leave out the method (`loss.alpha=0.3, loss.beta=0.1`: any method), the point
+    (`cor-cor`: that method at every point) or some grid keys (`model.variant=full`: every row with
+    that value). The grid is checked to have each selected row, and no row may be selected twice.
+    """
+    table: str
+    column: str
+    rows: dict[str, str]  # selector -> the paper's row label
+
+    @classmethod
+    def from_dict(cls, tree: Any, source: str = "grid") -> "PaperRows":
+        """Read and check `paper:`; a table, row or column the paper lacks is a ConfigError
+        naming it (`paper_numbers.paper_value`)."""
+        if not isinstance(tree, dict) or set(tree) != {"table", "column", "rows"} or not isinstance(
+                tree["rows"], dict) or not tree["rows"]:
+            raise ConfigError(f"{source}: paper must map table (e.g. VIII), column (e.g. UA) and rows "
+                              f"(report row -> paper row), got {tree!r}")
+        paper = cls(str(tree["table"]), str(tree["column"]), {str(k): str(v) for k, v in tree["rows"].items()})
+        for selector, row in paper.rows.items():
+            try:
+                paper_value(paper.table, row, paper.column)
+            except PaperLookupError as exc:
+                raise ConfigError(f"{source}: paper row {selector!r}: {exc}") from None
+        return paper
+
+    def row(self, method: str, point: dict[str, Any]) -> str | None:
+        """The paper's row for the report row of `method` at grid point `point`; None if unmapped."""
+        for selector, row in self.rows.items():
+            if _selects(selector, method, point):
+                return row
+        return None
+
+    def to_dict(self) -> dict:
+        return {"table": self.table, "column": self.column, "rows": dict(self.rows)}
+
+
+def parse_selector(selector: str) -> tuple[str | None, dict[str, Any]]:
+    """`paper [loss.beta=0.1]` -> ("paper", {"loss.beta": 0.1}); `loss.beta=0.1` -> (None, {...});
+    `paper` -> ("paper", {}). Values are read as YAML, like the grid's."""
+    method, _, point = selector.partition("[")
+    if not point and "=" in method:
+        method, point = "", method
+    # A comma starts a new term only before KEY=, so a value may hold commas (model.conv_channels=8,8).
+    terms = [term.split("=", 1) for term in re.split(r",\s*(?=[\w.]+=)", point.rstrip().removesuffix("]"))
+             if term.strip()]
+    if any(len(term) != 2 for term in terms):
+        raise ConfigError(f"paper row {selector!r}: write METHOD, KEY=VALUE, ... or METHOD [KEY=VALUE, ...]")
+    return method.strip() or None, {key.strip(): yaml.safe_load(value.strip()) for key, value in terms}
+
+
+def _selects(selector: str, method: str, point: dict[str, Any]) -> bool:
+    wanted, values = parse_selector(selector)
+    return wanted in (None, method) and all(k in point and point[k] == v for k, v in values.items())
 
 
 @dataclass(frozen=True)
@@ -70,6 +137,7 @@ class Grid:
     draws: str | None = None  # a grid key holding corpus draws (e.g. synth.seed), paired over in the report
     along: str | None = None  # a numeric grid key the report draws Δ and JS along (e.g. a noise level)
     trials_per_worker: int | None = None  # folds per worker process; None: the sweep's default (`jobs`)
+    paper: PaperRows | None = None  # the paper's table the report puts beside the results
 
     def points(self) -> list[dict[str, Any]]:
         """Every combination of the grid's values, in file order ([{}] without a grid)."""
@@ -111,7 +179,8 @@ class Grid:
                 "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},
                 "seeds": list(self.seeds), "folds": self.folds if not isinstance(self.folds, tuple) else list(self.folds),
                 "threads": self.threads, "contrast": self.contrast, "corpus": self.corpus, "draws": self.draws,
-                "along": self.along, "trials_per_worker": self.trials_per_worker}
+                "along": self.along, "trials_per_worker": self.trials_per_worker,
+                "paper": None if self.paper is None else self.paper.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -178,6 +247,7 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
         along=None if tree.get("along") is None else str(tree["along"]),
         trials_per_worker=(None if tree.get("trials_per_worker") is None
                            else check_trials_per_worker(tree["trials_per_worker"], source)),
+        paper=None if tree.get("paper") is None else PaperRows.from_dict(tree["paper"], source),
     )
     if grid.corpus is not None and grid.corpus not in CORPORA:
         raise ConfigError(f"{source}: corpus must be one of {list(CORPORA)} (or absent: the sweep's --manifest), "
@@ -200,6 +270,8 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
             grid.config(run)
         except ConfigError as exc:
             raise ConfigError(f"{source}: run {run.name}: {exc}") from None
+    if grid.paper is not None:
+        _check_paper_rows(grid, source)
     return grid
 
 
@@ -208,3 +280,28 @@ def _as_list(value: Any, source: str, key: str) -> list:
     if not values:
         raise ConfigError(f"{source}: {key} must not be empty")
     return copy.deepcopy(values)
+
+
+def _check_paper_rows(grid: Grid, source: str) -> None:
+    """Each selector of `paper.rows` selects a row of the grid's report, and none a row another one selects."""
+    shown = [key for key in grid.grid if key != grid.draws]  # the report pairs over draws, not rows
+    rows = {_row_label(method, point): (method, point) for method in grid.methods
+            for point in ({k: v for k, v in p.items() if k in shown} for p in grid.points())}
+    for selector in grid.paper.rows:
+        try:
+            _, values = parse_selector(selector)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if unknown := sorted(set(values) - set(shown)):
+            raise ConfigError(f"{source}: paper row {selector!r}: {unknown} not among the grid keys {shown}")
+        if not any(_selects(selector, *row) for row in rows.values()):
+            raise ConfigError(f"{source}: paper row {selector!r} selects none of the grid's rows: {list(rows)}")
+    for label, (method, point) in rows.items():
+        chosen = [selector for selector in grid.paper.rows if _selects(selector, method, point)]
+        if len(chosen) > 1:
+            raise ConfigError(f"{source}: paper rows {chosen} all select the row {label!r}")
+
+
+def _row_label(method: str, point: dict[str, Any]) -> str:
+    """As the report labels a row: `paper [loss.alpha=0.3, loss.beta=0.1]`, or `paper` at no point."""
+    return f"{method} [{', '.join(f'{k}={v}' for k, v in point.items())}]" if point else method

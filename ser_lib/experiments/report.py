@@ -19,6 +19,8 @@ truth, along that key, and mark where a Δ's sign turns.
 
 The tables follow the grid: a method grid is laid out like Tables III and IX (a row per method),
 a one-key grid like Table VII (a row per value), a two-key grid also as a matrix like Table VIII.
+A grid that names the paper's table it reproduces (`paper:`, `grid.PaperRows`) gets the paper's
+value beside each row it maps, read from `analysis/paper_numbers.csv`.
 Figures (seaborn): per-fold points with the mean and its interval per row, the paired
 differences with their intervals, a heatmap for two-key grids, and Fig. 6 (t-SNE of the four
 loss settings) when the sweep has them. Everything is written into the sweep folder
@@ -39,13 +41,14 @@ import yaml
 
 from ..analysis import runs
 from ..analysis.metrics import MIN_PAIRS_FOR_CI, aggregate, paired_difference, reportable_interval
+from ..analysis.paper_numbers import paper_value
 from ..analysis.results import markdown_table
 from ..config import flatten, load_config
 from ..errors import SerError
 from ..files import atomic_write_json, atomic_write_text
 from ..method.presets import FIG6_PRESETS, PRESETS, apply_preset
 from . import precision
-from .grid import DEFAULT_POINT, grid_from_dict
+from .grid import DEFAULT_POINT, PaperRows, grid_from_dict
 from .sweep import SWEEP_JSON
 
 METRICS = (("wa", "WA"), ("ua", "UA"), ("macro_f1", "macro-F1"))
@@ -61,6 +64,7 @@ DRAWS_NOTE = ("The corpus draw ({key}) is a level of variation, not a row: each 
               "corpus and those of one fold their test speakers, so the intervals are somewhat optimistic; the Δ on "
               "each draw is listed beside the pooled one.")
 ALONG_REFERENCE = "soft-static"  # what the figure along a noise level compares every method with
+PAPER_SETUP = "IEMOCAP with wav2vec2-base-960h, a 94.4 M-parameter encoder"  # where the paper's numbers come from
 
 
 @dataclass
@@ -225,6 +229,8 @@ def write_report(sweep_dir: str | Path, figures_dir: str | Path | None = "figure
                "machines": frame["machine"].value_counts().to_dict()}
     if (along := along_level(frame, summary, grid)) is not None:
         summary["along"] = along
+    if grid.get("paper"):
+        summary["paper"] = paper_column(grid["paper"], summary["methods"])
     summary["concurrency"], summary["precision"] = precision_plans(state, frame)
     paths = _write_figures(sweep_dir, frame, summary, grid)
     markdown = format_report(summary, grid, [p.name for p in paths])
@@ -284,6 +290,16 @@ def along_level(frame: pd.DataFrame, summary: dict, grid: dict) -> dict | None:
             "delta_ua": delta, "js_train_to_true": js, "sign_turns": {m: t for m, t in turns.items() if t}}
 
 
+def paper_column(paper: dict, methods: dict) -> dict:
+    """The paper's values beside the results (a grid's `paper:`, `grid.PaperRows`): its table,
+    column and, per report row it maps, the paper's row and value."""
+    rows, column = PaperRows.from_dict(paper), {}
+    for label, entry in methods.items():
+        if (row := rows.row(entry["method"], _parse_point(entry["point"]))) is not None:
+            column[label] = {"paper_row": row, "value": paper_value(rows.table, row, rows.column)}
+    return {"table": rows.table, "column": rows.column, "rows": column}
+
+
 def _sign_turns(levels: list, deltas: list) -> list[list[float]]:
     """[low, high] for every pair of neighbouring levels whose mean Δ have opposite signs."""
     return [[float(lo), float(hi)] for lo, hi, a, b in zip(levels, levels[1:], deltas, deltas[1:])
@@ -332,19 +348,25 @@ def format_report(summary: dict, grid: dict, figure_names: list[str]) -> str:
 
 
 def _results_table(summary: dict) -> list[str]:
-    has_js = any("js_train_to_true" in e for e in summary["methods"].values())
-    header = ["method / setting"] + [f"{t} (%)" for _, t in METRICS] + (["JS train→true", "JS pred→true"] if has_js else [])
+    has_js, paper = any("js_train_to_true" in e for e in summary["methods"].values()), summary.get("paper")
+    header = ["method / setting"] + [f"{t} (%)" for _, t in METRICS]
+    header += ([f"paper {paper['column']} (%)"] if paper else []) + (["JS train→true", "JS pred→true"] if has_js else [])
     has_draws = any(e.get("n_draws", 1) > 1 for e in summary["methods"].values())
     header.append("runs (draws × folds × seeds)" if has_draws else "runs (folds × seeds)")
     rows = []
     for label, e in summary["methods"].items():
         cells = [label] + [_cell(e, key) for key, _ in METRICS]
+        if paper:
+            cells.append(_number(paper["rows"].get(label, {}).get("value"), 1))
         if has_js:
             cells += [_number(e.get("js_train_to_true"), 4), _number(e.get("js_pred_to_true"), 4)]
         units = [e.get("n_draws", 1)] * has_draws + [e["n_folds"], e["n_seeds"]]
         cells.append(f"{e['n_runs']} ({' × '.join(map(str, units))})")
         rows.append(cells)
-    return markdown_table(header, rows)
+    note = ["", f"paper {paper['column']}: the paper's Table {paper['table']}, column {paper['column']}, measured on "
+                f"{PAPER_SETUP}, not on this sweep's corpus and encoder; – where the paper has no such row."
+            ] if paper else []
+    return markdown_table(header, rows) + note
 
 
 def _matrix_table(summary: dict, keys: list[str]) -> list[str]:
