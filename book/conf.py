@@ -11,8 +11,10 @@ project = "ser-workbench"
 author = "the ser-workbench authors"
 copyright = "the ser-workbench authors, MIT licence"
 extensions = ["myst_nb", "sphinxarg.ext", "serbook"]
-# _generated/config.md is a part of reference/config.md (included), not a page of its own.
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "_generated/config.md"]
+# Generated parts of other pages (included), not pages of their own: _generated/config.md of
+# reference/config.md, grids.md of reference/sweeps.md, paper_tables.md of reproducing/paper.md.
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "_generated/config.md", "_generated/grids.md",
+                    "_generated/paper_tables.md"]
 
 # The notebooks are committed executed; the book shows those outputs and never runs a cell.
 nb_execution_mode = "off"
