@@ -69,3 +69,14 @@ def tiny_corpus(tmp_path_factory) -> Path:
     manifest = root / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test`: `--dist loadgroup`), each file is one group, so its module
+    fixtures are built once; the files marked `ray` form a single group, because two Ray clusters
+    starting at once on 2 cores time out ("The current node timed out during startup")."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = "ray" if item.get_closest_marker("ray") else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))

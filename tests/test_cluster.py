@@ -29,6 +29,8 @@ from ser_lib.analysis import runs
 from sweeping import (RUN, SWEEP_TIMEOUT, assert_same_results, environment, kill_all, process_tree, reference_run,
                       running, ser_command, wait_for, write_grid)
 
+pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these files on one worker
+
 HEAD_IP, NODE_IP = "127.0.0.2", "127.0.0.3"
 RAY = Path(sys.executable).with_name("ray")  # the ray CLI of this environment
 NODE_START_TIMEOUT = 120

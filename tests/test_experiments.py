@@ -20,6 +20,8 @@ from ser_lib.experiments import corpora
 from ser_lib.experiments.report import along_level, format_report, paired_against, paired_along, reference_point
 from ser_lib.experiments.sweep import _fold_names, _partitions, run_sweep
 
+pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these files on one worker
+
 
 def write_grid(path, **tree):
     path.write_text(yaml.safe_dump(tree))

@@ -24,6 +24,8 @@ from ser_lib.train.algorithm import STAGE1, STAGE2
 from sweeping import (RUN, SWEEP_TIMEOUT, assert_same_results, environment, kill_all, process_tree, reference_run,
                       run_ser, running, ser_command, wait_for, write_grid)
 
+pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these files on one worker
+
 # Stage 1 is trained in the fold (not taken from the shared stage-1 store), so that its
 # checkpoint shows whether a retried trial trained it again; eight stage-2 epochs leave time to
 # kill a worker between two of them.

@@ -10,6 +10,8 @@ from ser_lib.errors import SerError
 from ser_lib.experiments.placement import gpus_per_trial, granted_gpus, trial_device
 from ser_lib.experiments.sweep import run_sweep
 
+pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these files on one worker
+
 
 @pytest.fixture(scope="module")
 def ray_with_a_declared_gpu():

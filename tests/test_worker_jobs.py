@@ -19,6 +19,8 @@ from ser_lib.train.loso import run_loso
 from sweeping import (SWEEP_TIMEOUT, assert_same_results, environment, kill_all, process_tree, ser_command,
                       wait_for)
 
+pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these files on one worker
+
 QUICK = {"train.batch_size": 4, "train.stage1_max_epochs": 1, "train.max_epochs": 2, "train.patience": 10,
          "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8}
 SPEAKERS = ["S1F", "S1M"]  # the tiny corpus's first two folds
