@@ -16,6 +16,7 @@ import torch
 
 from ser_lib.config import DataConfig, FeatureConfig
 from ser_lib.data.features import fbank
+from ser_lib.runtime import synchronize
 
 
 def time_ms(fn, repeats: int, device: torch.device) -> float:
@@ -24,12 +25,10 @@ def time_ms(fn, repeats: int, device: torch.device) -> float:
         fn()
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 

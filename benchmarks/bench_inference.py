@@ -17,7 +17,7 @@ import torch
 
 from ser_lib.model import load_model
 from ser_lib.predict import predict_waveform_file
-from ser_lib.runtime import select_device
+from ser_lib.runtime import select_device, synchronize
 
 
 def main() -> None:
@@ -33,13 +33,11 @@ def main() -> None:
     model.to(device)
     predict_waveform_file(files[0], model, config, classes, device)  # warm-up
     audio_seconds = sum(soundfile.info(str(f)).duration for f in files)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     started = time.perf_counter()
     for path in files:
         predict_waveform_file(path, model, config, classes, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     wall = time.perf_counter() - started
     print(f"device {device}, {torch.get_num_threads()} threads, encoder {config.model.encoder!r}")
     print(f"{len(files)} files, {audio_seconds:.1f} s of audio, {wall:.2f} s wall: "

@@ -1,9 +1,11 @@
 """Where one LOSO fold's training time goes: a profile by phase and by model part.
 
-    python benchmarks/profile_fold.py [--profile demo] [--fold Ses01F] [--set key=value ...]
+    python benchmarks/profile_fold.py [--profile demo] [--fold Ses01F] [--corpus MANIFEST] [--set key=value ...]
 
-Trains one fold of the synthetic `small` corpus (generated into data/synth-small if missing)
-exactly as `ser demo` does, with timers around every phase:
+Trains one fold of the synthetic `small` corpus (generated into data/synth-small if missing; or
+of the `--corpus` manifest) exactly as `ser demo` does, with timers around every phase. Its
+caches live in a fresh temporary folder: a shared stage 1 or cached features from an earlier
+run would leave phases unmeasured.
 
 - feature extraction: loading, cutting and filterbanks of the fold's utterances (cold cache),
   and reading them back from the feature cache (warm), as a run does;
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import tempfile
 import time
 from collections import defaultdict
@@ -36,7 +39,8 @@ from ser_lib.data.corpora.prepare import prepare_corpus
 from ser_lib.data.labels import load_partition
 from ser_lib.runtime import apply_threads
 from ser_lib.train import algorithm, stage
-from ser_lib.train.folds import loso_folds, prepare_fold
+from ser_lib.data.folds import loso_folds
+from ser_lib.train.fold_data import prepare_fold
 
 TIMES: dict[str, float] = defaultdict(float)
 IN_TRAINING_STEP = [False]  # forward hooks count training steps only (evaluation is timed apart)
@@ -99,14 +103,20 @@ def instrument() -> None:
         with timed("loss (eqs. 6-11)"):
             return loss_fn(logits.float(), batch["y_soft"], batch["ambiguous"])
 
-    def timed_optimizer_step(loss, model, optimizer, grad_clip):
+    def timed_optimizer_step(loss, model, optimizer, grad_clip, scaler=None):
+        # stage.optimizer_step, split into its two timed halves.
+        scaler = stage._NO_SCALING if scaler is None else scaler
         optimizer.zero_grad(set_to_none=True)
         with timed("backward (all)"):
-            loss.backward()
+            scaler.scale(loss).backward()
         with timed("gradient clipping + Adam step"):
+            scaler.unscale_(optimizer)
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+            scale = scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+        return scaler.get_scale() >= scale
 
     def timed_evaluate(*args, **kwargs):
         with timed("evaluation (validation every epoch)"):
@@ -129,23 +139,27 @@ def instrument() -> None:
         with timed("training epochs (all)"):
             return original_epoch(self, epoch)
 
+    for real, timed_copy in ((stage.forward_loss, timed_forward_loss), (stage.optimizer_step, timed_optimizer_step)):
+        # A stand-in must take what the training loop passes, or the profile breaks or lies.
+        if list(inspect.signature(real).parameters) != list(inspect.signature(timed_copy).parameters):
+            raise TypeError(f"profile_fold's stand-in for stage.{real.__name__} has another signature: update it")
     stage.forward_loss, stage.optimizer_step, stage.evaluate = timed_forward_loss, timed_optimizer_step, timed_evaluate
     algorithm.predict = timed_predict
     stage.StageRunner._train_epoch = timed_epoch
 
 
-def backward_shares(model, batch) -> dict[str, float]:
+def backward_shares(model, batch, repeats: int = 5) -> dict[str, float]:
     """Each part's backward time alone on one batch. The temporal parts form a chain (front end →
     transformer → pooling), so each is the backward up to its output minus the one before; a
     frozen front end that the batch's precomputed features replace costs nothing."""
     parts = model_parts(model)
-    chain = {name: _part_backward_seconds(model, parts[name][-1], batch)
+    chain = {name: _part_backward_seconds(model, parts[name][-1], batch, repeats)
              for name in ("wav2vec2 conv front end", "wav2vec2 transformer", "attention pooling") if name in parts}
     shares, before = {}, 0.0
     for name, seconds in chain.items():
         shares[name], before = max(0.0, seconds - before), max(before, seconds)
     if "spatial CNN" in parts:
-        shares["spatial CNN"] = _part_backward_seconds(model, parts["spatial CNN"][0], batch)
+        shares["spatial CNN"] = _part_backward_seconds(model, parts["spatial CNN"][0], batch, repeats)
     return shares
 
 
@@ -180,19 +194,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--fold", default=None, help="test speaker (default: the first)")
-    parser.add_argument("--data", default="data/synth-small")
+    parser.add_argument("--data", default="data/synth-small", help="where the synthetic corpus is generated")
+    parser.add_argument("--corpus", default="synthetic", help="'synthetic' or a manifest path")
+    parser.add_argument("--backward-repeats", type=int, default=5, help="timed repeats per part for the backward split")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     config = load_config(args.profile, overrides=args.set)
     apply_threads(config.runtime)
-    manifest = prepare_corpus("synthetic", args.data, size=config.synth.size, seed=config.synth.seed)
+    manifest = prepare_corpus(args.corpus, args.data, size=config.synth.size, seed=config.synth.seed)
     parted = load_partition(manifest, config.data)
     speaker = args.fold or sorted(parted["speaker"].astype(str).unique())[0]
     config.eval.folds = (speaker,)
     fold = loso_folds(parted, config.eval)[0]
 
     with tempfile.TemporaryDirectory() as tmp:
-        cache = FeatureCache(Path(tmp) / "cache")
+        config.cache_dir = str(Path(tmp) / "cache")  # features and the shared stage 1, both cold
+        cache = FeatureCache(config.cache_dir)
         with timed("feature extraction (cold cache)"):
             prepare_fold(parted, fold, config, cache, progress=False)
         with timed("feature cache read (warm, as a run does)"):
@@ -207,10 +224,10 @@ def main() -> None:
                                                config.model, len(data.classes)) \
             if config.model.variant != "spatial" else algorithm.SERModel(config.model, len(data.classes))
         if config.model.freeze_feature_encoder and model.temporal is not None:
-            algorithm.freeze_front_end(model.temporal, data, torch.device("cpu"))
+            algorithm.freeze_front_end(model.temporal, data.every_sample, torch.device("cpu"))
         loader = stage.make_loader(data.train, config.train.batch_size, shuffle=True, seed=0)
         batch = next(iter(loader))
-        shares = backward_shares(model.train(), batch)
+        shares = backward_shares(model.train(), batch, args.backward_repeats)
 
     report(fold_seconds, measured, shares, record, speaker)
 
@@ -236,7 +253,8 @@ def report(fold_seconds: float, t: dict, shares: dict, record: dict, speaker: st
     accounted = sum(v for name, v in rows[1:])
     rows.append(("other (model building, checkpoints, files)", fold_seconds - accounted))
     print(f"fold {speaker}, profile with overrides: threads={torch.get_num_threads()}, "
-          f"epochs stage1/stage2 {record['best_epoch']}, {record['train_samples_seen']} segments seen")
+          f"epochs stage1/stage2 {record['best_epoch']}, {record['train_samples_seen']} segments seen, "
+          f"stage 1 {'reused from the cache' if record['stage1_reused'] else 'trained'}")
     print(f"wall time of the fold (warm cache): {fold_seconds:.1f} s; backward split on the "
           f"measured total {backward_total:.1f} s by parts' backward alone on one batch")
     print("\n| phase | seconds | share of the fold |\n|---|---|---|")

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PROFILES, Config, load_config
+from .config import PROFILES, SYNTH_SIZES, Config, load_config
 from .data import labels
 from .data.manifest import format_problems, read_manifest, validate_manifest
 from .errors import ConfigError, SerError
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth = commands.add_parser("synth", parents=[common], help="generate the synthetic corpus (no downloads)")
     synth.add_argument("--out", required=True, type=Path, help="output folder")
     synth.add_argument("--seed", type=int, help="corpus seed (default: synth.seed)")
-    synth.add_argument("--size", choices=("small", "medium", "large"), help="default: synth.size")
+    synth.add_argument("--size", choices=list(SYNTH_SIZES), help="default: synth.size")
     synth.add_argument("--unlabelled", action="store_true",
                        help="unlabelled pretraining speech instead: other speakers and texts, no votes")
     synth.add_argument("--hours", type=float, help="with --unlabelled: hours of speech (default: pretrain.hours)")
@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", parents=[common],
                                 help="inference cost like the paper's Table VI; training throughput")
     bench.add_argument("--encoder", help="tiny, base, a Hugging Face name or a folder (default: model.encoder)")
-    bench.add_argument("--lengths", default="1,1.2,1.6,1.94,3,7", help="input lengths in seconds, comma-separated")
+    bench.add_argument("--lengths", help="input lengths in seconds, comma-separated "
+                       "(default: Table VI's and longer ones, DEFAULT_LENGTHS in ser_lib/benchmarking/inference.py)")
     bench.add_argument("--runs", type=int, default=100, help="timed forwards per length")
     bench.add_argument("--warmup", type=int, default=10, help="untimed forwards before them")
     bench.add_argument("--dtypes", help="fp32 and/or bf16 (autocast), comma-separated "
@@ -206,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_synth(args, config: Config) -> int:
-    from .data.corpora.synth import synthesize_corpus
-    from .data.corpora.synth_unlabelled import synthesize_unlabelled
+    from .data.corpora.synth import synthesize_corpus, synthesize_unlabelled
 
     seed = config.synth.seed if args.seed is None else args.seed
     if args.unlabelled:
@@ -418,35 +418,38 @@ def cmd_export_html(args, config: Config) -> int:
 
 
 def cmd_bench(args, config: Config) -> int:
-    from .analysis import efficiency
+    from .benchmarking import inference, training
+    from .benchmarking.peaks import measure_peaks
+    from .benchmarking.report import format_markdown, format_training_markdown
+    from .benchmarking.workload import with_encoder
     from .runtime import select_device
 
     encoder = config.model.encoder if args.encoder is None else args.encoder
-    lengths = _parse_seconds(args.lengths, "--lengths")
+    lengths = inference.DEFAULT_LENGTHS if args.lengths is None else _parse_seconds(args.lengths, "--lengths")
     device = select_device(config.runtime.device)
-    dtypes = efficiency.default_dtypes(device) if args.dtypes is None else _parse_list(args.dtypes)
+    dtypes = inference.default_dtypes(device) if args.dtypes is None else _parse_list(args.dtypes)
     # Check the arguments before the first measurement, not minutes into it.
-    efficiency.with_encoder(config, encoder)
-    efficiency.check_bench_args(lengths, args.runs, args.warmup, dtypes)
+    with_encoder(config, encoder)
+    inference.check_bench_args(lengths, args.runs, args.warmup, dtypes)
     if args.train:
-        efficiency.check_training_args(args.train_length, args.train_steps, 0)
-    peaks = efficiency.measure_peaks(device)
-    rows = efficiency.run_benchmark(config, encoder, lengths, args.runs, device, dtypes, warmup=args.warmup,
-                                    peaks=peaks, progress=True)
+        training.check_training_args(args.train_length, args.train_steps, 0)
+    peaks = measure_peaks(device)
+    rows = inference.run_benchmark(config, encoder, lengths, args.runs, device, dtypes, warmup=args.warmup,
+                                   peaks=peaks, progress=True)
     train = None
     if args.train:
-        train = efficiency.measure_training_throughput(config, encoder, device, args.train_length,
-                                                       args.train_steps, peaks=peaks)
+        train = training.measure_training_throughput(config, encoder, device, args.train_length,
+                                                     args.train_steps, peaks=peaks)
     if args.json:
         report = {"rows": rows, "peaks": peaks}
         if train is not None:
             report["train"] = train
         print(json.dumps(report, indent=2))
     else:
-        print(efficiency.format_markdown(rows, peaks))
+        print(format_markdown(rows, peaks))
         if train is not None:
             print()
-            print(efficiency.format_training_markdown(train))
+            print(format_training_markdown(train))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,10 +132,8 @@ class LossConfig:
     class_weights: bool = True
 
     def validate(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"loss.alpha must be in [0, 1], got {self.alpha}")
-        if self.beta < 0.0:
-            raise ConfigError(f"loss.beta must be >= 0, got {self.beta}")
+        check_alpha(self.alpha)
+        check_beta(self.beta)
         for name in ("clear_terms", "ambiguous_terms"):
             terms = getattr(self, name)
             unknown = [t for t in terms if t not in LOSS_TERMS]
@@ -144,8 +143,30 @@ class LossConfig:
             raise ConfigError(f"loss.ic_target must be 'corrected' or 'observed', got {self.ic_target!r}")
         if self.ic_norm not in IC_NORMS:
             raise ConfigError(f"loss.ic_norm must be one of {IC_NORMS}, got {self.ic_norm!r}")
-        if self.ic_form not in IC_FORMS:
-            raise ConfigError(f"loss.ic_form must be one of {IC_FORMS}, got {self.ic_form!r}")
+        check_ic_form(self.ic_form)
+
+
+# The checks of the loss settings, here once: `LossConfig.validate` runs them on a config, and the
+# functions of `method/`, which can be called without one (notebooks, tests), on their arguments.
+def check_alpha(alpha: float) -> float:
+    """α of eq. 6: a number in [0, 1]; α = 0 disables correction."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"loss.alpha must be a number in [0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+def check_beta(beta: float) -> float:
+    """β, the margin of eq. 10: a number >= 0."""
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta >= 0.0:
+        raise ConfigError(f"loss.beta must be a number >= 0, got {beta!r}")
+    return float(beta)
+
+
+def check_ic_form(form: str) -> str:
+    """Which margin eq. 10 uses (`LossConfig.ic_form`)."""
+    if form not in IC_FORMS:
+        raise ConfigError(f"loss.ic_form must be one of {IC_FORMS}, got {form!r}")
+    return form
 
 
 @dataclass
@@ -193,6 +214,11 @@ class CorrectionConfig:
             raise ConfigError(f"correction.start_epoch must be >= 0, got {self.start_epoch}")
 
 
+# The synthetic corpus' sizes, in utterances per speaker (10 speakers): here once, for `ser synth
+# --size`, `SynthConfig.validate` and the generator (`synth.plan_corpus`).
+SYNTH_SIZES = {"small": 25, "medium": 100, "large": 500}
+
+
 @dataclass
 class SynthConfig:
     """The embedded synthetic corpus (`ser synth`)."""
@@ -217,8 +243,8 @@ class SynthConfig:
             raise ConfigError(f"synth.annotator_confusion must be in [0, 1], got {self.annotator_confusion}")
         if not self.annotator_temperature >= 1.0:
             raise ConfigError(f"synth.annotator_temperature must be >= 1, got {self.annotator_temperature}")
-        if self.size not in ("small", "medium", "large"):
-            raise ConfigError(f"synth.size must be small, medium or large, got {self.size!r}")
+        if self.size not in SYNTH_SIZES:
+            raise ConfigError(f"synth.size must be one of {', '.join(SYNTH_SIZES)}, got {self.size!r}")
         if self.workers < 1:
             raise ConfigError(f"synth.workers must be at least 1, got {self.workers}")
 
@@ -347,7 +373,7 @@ class EvalConfig:
     # "k03-of-10" under eval.kfold.
     folds: tuple[str, ...] = ()
     # 0 = leave-one-speaker-out; K >= 3 = K folds of speakers, balanced by the manifest's `sex`
-    # column (`train.folds.kfold_folds`), for corpora with many speakers (CREMA-D: 91).
+    # column (`data.folds.kfold_folds`), for corpora with many speakers (CREMA-D: 91).
     kfold: int = 0
     # The seed of the K-fold assignment; apart from `seed` so every training seed runs the same
     # folds and the runs stay paired.

@@ -19,7 +19,7 @@ from .config import Config, load_config
 from .data.corpora.prepare import prepare_corpus
 from .data.labels import load_partition
 from .method.presets import apply_preset
-from .train.folds import fold_names, speakers_of
+from .data.folds import fold_names, speakers_of
 
 
 def with_first_folds(config: Config, parted: pd.DataFrame, num_folds: int) -> Config:

@@ -13,11 +13,14 @@ it is shared by training, inference and benchmarks.
 - `save_checkpoint`, `load_checkpoint`: atomic `torch.save`, `weights_only` loading.
 - `describe_machine`: the processor and the kernels a number came from; bf16 on a CPU takes a
   different oneDNN path per instruction set, so results differ from one CPU model to another.
+- `matmul_peak_gflops`: this machine's dense matmul throughput, the yardstick of "% of peak";
+  `synchronize`: wait for queued GPU work before reading a clock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +112,44 @@ def _cpu_info() -> tuple[str, set[str]]:
         elif key.strip() == "flags" and not flags:
             flags = set(value.split())
     return model or platform.processor() or platform.machine(), flags
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_peak_gflops(dtype: str, device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
+    """This machine's dense matmul throughput in GFLOP/s: [size, size] @ [size, size] in
+    `dtype` ("fp32", "bf16" or "fp16"), repeated for about `seconds` after one warm-up product.
+    The yardstick of "% of peak" (`ser bench`, `ser pretrain`). Raises (RuntimeError,
+    TypeError) where the dtype is not supported."""
+    torch_dtype = {"fp32": torch.float32, **HALF_DTYPES}[dtype]
+    a = torch.randn(size, size, device=device).to(torch_dtype)
+    b = torch.randn(size, size, device=device).to(torch_dtype)
+    out = torch.empty_like(a)
+    flops_per_product = 2 * size**3
+    start = time.perf_counter()
+    torch.mm(a, b, out=out)
+    synchronize(device)
+    warmup_seconds = time.perf_counter() - start
+    if warmup_seconds >= seconds:  # a slow emulated dtype: one product is measurement enough
+        return flops_per_product / warmup_seconds / 1e9
+    products, chunk, elapsed = 0, 1, 0.0
+    start = time.perf_counter()
+    while elapsed < seconds:
+        # Synchronise once per chunk, not per product: small GPU kernels outrun a sync.
+        for _ in range(chunk):
+            torch.mm(a, b, out=out)
+        synchronize(device)
+        products += chunk
+        elapsed = time.perf_counter() - start
+        # Double the chunk, but not past the time left.
+        chunk = max(1, min(2 * chunk, int((seconds - elapsed) / (elapsed / products))))
+    return flops_per_product * products / elapsed / 1e9
 
 
 def cuda_has_native_bf16(device: torch.device) -> bool:

@@ -71,12 +71,14 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return manifest
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which writes the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test`: `--dist loadgroup`), each file is one group, so its module
-    fixtures are built once; the files marked `ray` form a single group, because two Ray clusters
-    starting at once on 2 cores time out ("The current node timed out during startup")."""
+    fixtures (a sweep, a book build, a JupyterLab) are built once, on one worker. The files that
+    start Ray clusters are groups of their own too: as one group they would run one after another
+    on one worker, the longest path of the suite. tests/test_xdist_groups.py checks that the groups
+    take effect (pytest 9.2 silently undid them, pytest-dev/pytest-xdist#1386)."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
-        group = "ray" if item.get_closest_marker("ray") else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(item.path.name))

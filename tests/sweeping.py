@@ -67,13 +67,17 @@ def assert_same_results(run_dir: Path, reference_dir: Path, speakers: list[str])
             {k: v for k, v in want.items() if k not in TIMING_KEYS}, f"fold {speaker}: other record"
 
 
-def wait_for(condition, timeout: float, what: str, poll: float = 0.2):
-    """The first true value of `condition()` within `timeout` seconds."""
+def wait_for(condition, timeout: float, what: str, poll: float = 0.2, process=None, log=None):
+    """The first true value of `condition()` within `timeout` seconds. With `process` (a Popen, e.g.
+    the sweep whose progress is awaited), fail at once if it exits first, with the end of `log`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
+        if process is not None and process.poll() is not None:
+            tail = Path(log).read_text()[-3000:] if log else ""
+            raise AssertionError(f"the process exited ({process.returncode}) before {what}:\n{tail}")
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 

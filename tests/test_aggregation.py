@@ -11,7 +11,8 @@ from ser_lib.data.labels import AMBIGUOUS, CLEAR, load_partition
 from ser_lib.errors import ConfigError
 from ser_lib.method.aggregation import aggregated_soft_labels
 from ser_lib.method.presets import apply_preset
-from ser_lib.train.folds import make_folds, prepare_fold
+from ser_lib.data.folds import make_folds
+from ser_lib.train.fold_data import prepare_fold
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
 

@@ -5,8 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser_lib.config import DataConfig
+from ser_lib.config import DataConfig, SynthConfig
 from ser_lib.data.corpora import synth
+from ser_lib.data.corpora.synth import annotators
+from ser_lib.errors import ConfigError
 
 CLASSES = list(DataConfig().classes)
 
@@ -51,7 +53,8 @@ def test_the_confused_pair_shows_up():
     plain = synth.annotator_confusions(0, "small")
     confused = synth.annotator_confusions(0, "small", annotator_confusion=share)
     for session_ix in range(synth.SESSIONS):
-        pool = synth._session_pool(0, session_ix, len(CLASSES), synth.SynthConfig.annotator_temperature, share)
+        pool = annotators.session_pool(0, session_ix, len(CLASSES), max_temperature=SynthConfig.annotator_temperature,
+                                       confusion=share)
         for a, annotator in enumerate(pool):
             name = f"Ses{session_ix + 1:02d}-A{a + 1}"
             heard, heard_as = annotator.confusion
@@ -82,5 +85,5 @@ def test_planning_is_unchanged_and_arguments_are_checked():
     before = [u.votes.tolist() for u in synth.plan_corpus(3, "small", annotator_confusion=0.4)]
     synth.annotator_confusions(3, "small", annotator_confusion=0.4)
     assert [u.votes.tolist() for u in synth.plan_corpus(3, "small", annotator_confusion=0.4)] == before
-    with pytest.raises(synth.ConfigError, match="annotator_temperature"):
+    with pytest.raises(ConfigError, match="annotator_temperature"):
         synth.annotator_confusions(0, "small", annotator_temperature=0.5)

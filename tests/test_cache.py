@@ -230,5 +230,5 @@ def test_a_relative_cache_dir_is_under_the_project_root_whatever_the_working_dir
 
     monkeypatch.chdir(tmp_path)
     assert FeatureCache("data/cache").root == project_root() / "data" / "cache"
-    assert (project_root() / "pyproject.toml").exists()
+    assert project_root() == Path(__file__).resolve().parents[1] != tmp_path  # this checkout, not the cwd
     assert FeatureCache(tmp_path / "elsewhere").root == tmp_path / "elsewhere"

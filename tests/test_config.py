@@ -25,8 +25,8 @@ def test_overrides_from_strings_mapping_and_yaml_are_coerced(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"loss.alpha": 1.5}, "loss.alpha must be in [0, 1], got 1.5"),
-    ({"loss.beta": -0.1}, "loss.beta must be >= 0"),
+    ({"loss.alpha": 1.5}, "loss.alpha must be a number in [0, 1], got 1.5"),
+    ({"loss.beta": -0.1}, "loss.beta must be a number >= 0"),
     ({"loss.ic_target": "truth"}, "loss.ic_target"),
     ({"loss.clear_terms": "ce"}, "loss.clear_terms"),
     ({"loss.gamma": 1}, "unknown config key 'loss.gamma'"),

@@ -1,4 +1,7 @@
-"""The CREMA-D manifest builder on the real crowd ratings, with short generated WAVs as the audio."""
+"""The CREMA-D manifest builder on the real crowd ratings, with short generated WAVs as the audio.
+
+Tests of the real ratings (../shared/data/crema-d) skip without them; the error paths run on small
+generated ratings in the same format, so they always run."""
 
 import csv
 import io
@@ -17,11 +20,14 @@ from ser_lib.data.labels import partition, summarize
 from ser_lib.data.manifest import read_manifest
 from ser_lib.errors import AudioError, ConfigError, CorpusError
 
-pytestmark = [pytest.mark.cremad, needs_cremad]
-
 VOTES = ["votes_anger", "votes_happiness", "votes_sadness", "votes_neutral", "votes_other"]
 # A Git LFS pointer as a checkout without `git lfs pull` has it (130 bytes).
 LFS_STUB = (LFS_POINTER + b"\noid sha256:" + b"0" * 64 + b"\nsize 123456\n")
+
+
+def real_ratings(test):
+    """A test on the real ratings: marked `cremad`, skipped without them."""
+    return pytest.mark.cremad(needs_cremad(test))
 
 
 def clip_names() -> list[str]:
@@ -60,12 +66,6 @@ def layout(root, votes=None, summary=None, demographics=None, audio=None, clips=
     return root
 
 
-def only_actors(name: str, actors: tuple[str, ...]) -> str:
-    """A real CSV keeping its header and the lines of `actors`' clips."""
-    lines = (CREMAD_ROOT / name).read_text().splitlines(keepends=True)
-    return lines[0] + "".join(line for line in lines[1:] if any(f'"{a}_' in line for a in actors))
-
-
 @pytest.fixture(scope="module")
 def full_root(tmp_path_factory):
     """The real ratings and a generated WAV for each of the 7,442 clips."""
@@ -79,13 +79,56 @@ def voice(full_root, tmp_path_factory):
     return summary, read_manifest(out, check_audio=True).set_index("utt_id")
 
 
+# Generated ratings in the real files' format: two actors, 3 sentences x 6 emotions each.
+LETTERS = "ADFHNS"  # tabulatedVotes.csv's vote columns, in order
+EMOTION_LETTERS = {"ANG": "A", "DIS": "D", "FEA": "F", "HAP": "H", "NEU": "N", "SAD": "S"}
+VOTES_HEADER = '"","A","D","F","H","N","S","fileName","numResponses","agreement","emoVote"\n'
+SUMMARY_HEADER = '"","FileName","VoiceVote","VoiceLevel","FaceVote","FaceLevel","MultiModalVote","MultiModalLevel"\n'
+DEMOGRAPHICS_HEADER = '"ActorID","Age","Sex","Race","Ethnicity"\n'
+
+
+def synthetic_votes(clips: list[str]) -> dict[int, dict[str, dict[str, int]]]:
+    """{presentation: {clip: counts}}. The winner gets 6 + presentation votes, the next letter
+    (cyclically) 1 + stimulus % 3. The intended emotion wins, except in the audio-visual votes
+    of every third clip, which neutral wins (sadness for neutral clips): 12 of 36 clips, so that
+    presentations mixed up show."""
+    votes = {1: {}, 2: {}, 3: {}}
+    for stimulus, clip in enumerate(clips, 1):
+        for presentation, counts in votes.items():
+            winner = EMOTION_LETTERS[clip.split("_")[2]]
+            if presentation == 3 and stimulus % 3 == 0:
+                winner = "S" if winner == "N" else "N"
+            counts[clip] = dict.fromkeys(LETTERS, 0)
+            counts[clip][winner] = 6 + presentation
+            counts[clip][LETTERS[(LETTERS.index(winner) + 1) % 6]] = 1 + stimulus % 3
+    return votes
+
+
+def votes_line(presentation: int, stimulus: int, clip: str, counts: dict[str, int], responses=None) -> str:
+    """A tabulatedVotes.csv row as CREMA-D writes it; numResponses is the votes' sum unless given."""
+    total, winner = sum(counts.values()), max(counts, key=counts.get)
+    return (f'"{presentation}{stimulus:05d}",{",".join(str(counts[letter]) for letter in LETTERS)},"{clip}",'
+            f'{total if responses is None else responses},{counts[winner] / total},"{winner}"\n')
+
+
 def small_root(tmp_path, actors=("1001", "1002")):
-    """Two actors' ratings and audio: fast to break in one way per test."""
-    votes, summary = only_actors("tabulatedVotes.csv", actors), only_actors("summaryTable.csv", actors)
-    clips = [c for c in clip_names() if c[:4] in actors]
-    return layout(tmp_path / "crema-d", votes=votes, summary=summary, clips=clips), clips
+    """Generated ratings (`synthetic_votes`) and audio of two actors: fast to break in one way per
+    test. The voice row of clips[0] is on line 2 of tabulatedVotes.csv."""
+    clips = [f"{actor}_{sentence}_{emotion}_XX" for actor in actors for sentence in ("IEO", "DFA", "TIE")
+             for emotion in EMOTION_LETTERS]
+    votes = synthetic_votes(clips)
+    rows = [votes_line(p, i, clip, votes[p][clip]) for p in votes for i, clip in enumerate(clips, 1)]
+    winners = [[max(votes[p][clip], key=votes[p][clip].get) for p in votes] for clip in clips]
+    summary = [f'"{i}","{clip}","{v}","60","{f}","60","{m}","60"\n' for i, (clip, (v, f, m)) in
+               enumerate(zip(clips, winners), 1)]
+    demographics = "".join(f'{actor},{20 + i},"{("Male", "Female")[i % 2]}","Caucasian","Not Hispanic"\n'
+                           for i, actor in enumerate(actors))
+    root = layout(tmp_path / "crema-d", votes=VOTES_HEADER + "".join(rows), summary=SUMMARY_HEADER + "".join(summary),
+                  demographics=DEMOGRAPHICS_HEADER + demographics, clips=clips)
+    return root, clips
 
 
+@real_ratings
 def test_real_ratings_give_every_clip_once(voice):
     summary, frame = voice
     assert summary.utterances == len(frame) == 7442  # the README's count
@@ -101,6 +144,7 @@ def test_real_ratings_give_every_clip_once(voice):
     assert frame["duration"].eq(0.25).all()
 
 
+@real_ratings
 def test_voice_votes_by_hand(voice):
     """Rows read off tabulatedVotes.csv by hand: (A, D, F, H, N, S) of the voice row (first column
     1xxxxx); the face (2xxxxx) and audio-visual (3xxxxx) rows of the same clips differ."""
@@ -115,6 +159,7 @@ def test_voice_votes_by_hand(voice):
     assert frame.loc["1040_ITS_FEA_XX", VOTES].tolist() == [0, 0, 0, 1, 8]
 
 
+@real_ratings
 def test_other_presentations_by_hand(full_root, tmp_path):
     face = tmp_path / "face.csv"
     assert main(["manifest", "crema-d", "--root", str(full_root), "--out", str(face), "--ratings", "face"]) == 0
@@ -126,10 +171,9 @@ def test_other_presentations_by_hand(full_root, tmp_path):
     both = read_manifest(both).set_index("utt_id")
     assert both.loc["1001_IEO_HAP_HI", VOTES].tolist() == [0, 10, 0, 0, 0]
     assert both.loc["1091_WSI_SAD_XX", VOTES].tolist() == [0, 0, 4, 5, 0]
-    with pytest.raises(ConfigError, match="ratings must be one of"):
-        build_cremad_manifest(full_root, tmp_path / "x.csv", ratings="video")
 
 
+@real_ratings
 def test_vote_totals_are_plausible(voice):
     frame = voice[1]
     totals = frame[VOTES].sum(axis=1)
@@ -143,6 +187,7 @@ def test_vote_totals_are_plausible(voice):
     assert intended["votes_anger"].sum() > 0.5 * totals[intended.index].sum()
 
 
+@real_ratings
 def test_partition_matches_the_rule_written_out(voice):
     """Table II of the voice ratings, against eq. 1 / eq. 5 applied by hand to the raw counts."""
     frame = voice[1]
@@ -159,16 +204,18 @@ def test_partition_matches_the_rule_written_out(voice):
     assert {k: summary[k] for k in ("clear", "ambiguous", "dropped")} == expected
 
 
-def test_mixed_up_presentations_are_an_error(full_root, tmp_path):
+def test_mixed_up_presentations_are_an_error(tmp_path):
     """Votes files whose presentation digits are swapped (voice rows marked audio-visual and back)
-    parse, but disagree with summaryTable.csv's VoiceVote."""
+    parse, but disagree with summaryTable.csv's VoiceVote (on the 12 clips whose majorities differ)."""
+    root, clips = small_root(tmp_path)
+    votes = root / "processedResults" / "tabulatedVotes.csv"
     swap = {'"1': '"3', '"3': '"1'}
-    lines = (CREMAD_ROOT / "tabulatedVotes.csv").read_text().split("\n")
-    swapped = "\n".join(swap[line[:2]] + line[2:] if line[:2] in swap else line for line in lines)
-    root = layout(tmp_path / "swapped", votes=swapped, audio=full_root / "AudioWAV")
-    with pytest.raises(CorpusError, match=r"voice votes .* disagree with VoiceVote on \d{4} of 7442 clips: "
+    lines = votes.read_text().splitlines(keepends=True)
+    votes.write_text("".join(swap[line[:2]] + line[2:] if line[:2] in swap else line for line in lines))
+    with pytest.raises(CorpusError, match=rf"voice votes .* disagree with VoiceVote on 12 of {len(clips)} clips: "
                                           r"are the presentations mixed up"):
-        build_cremad_manifest(root, tmp_path / "manifest.csv")
+        build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)
+    assert not (tmp_path / "manifest.csv").exists()
 
 
 def test_lfs_pointer_stub_is_a_one_line_error(tmp_path):
@@ -184,8 +231,14 @@ def test_lfs_pointer_stub_is_a_one_line_error(tmp_path):
 
 def test_missing_and_unrated_audio_are_errors(tmp_path):
     root, clips = small_root(tmp_path)
-    build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)  # complete: fine
-    assert len(read_manifest(tmp_path / "manifest.csv")) == len(clips) == 163  # 1002 has 81 clips
+    summary = build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)  # complete: fine
+    frame = read_manifest(tmp_path / "manifest.csv", check_audio=True).set_index("utt_id")
+    assert summary.utterances == len(frame) == len(clips) == 36 and summary.speakers == 2
+    # 1001_IEO_ANG_XX, stimulus 1: A 7 D 2 (other); 1001_IEO_HAP_XX, stimulus 4: H 7 N 2.
+    assert frame.loc[clips[0], VOTES].tolist() == [7, 0, 0, 0, 2]
+    assert frame.loc["1001_IEO_HAP_XX", VOTES].tolist() == [0, 7, 0, 2, 0]
+    assert frame.loc["1002_TIE_SAD_XX", ["speaker", "sex", "intended_emotion"]].tolist() == \
+        ["1002", "female", "sadness"]
     (root / "AudioWAV" / f"{clips[5]}.wav").unlink()
     with pytest.raises(CorpusError, match=rf"1 clip\(s\) of the votes have no WAV file\n  {clips[5]}.wav"):
         build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)
@@ -196,27 +249,30 @@ def test_missing_and_unrated_audio_are_errors(tmp_path):
 
 
 def test_missing_and_malformed_metadata_are_errors(tmp_path):
-    root, _ = small_root(tmp_path)
-    with pytest.raises(CorpusError, match="163 clips per presentation, CREMA-D has 7442"):
+    root, clips = small_root(tmp_path)
+    with pytest.raises(ConfigError, match="ratings must be one of"):
+        build_cremad_manifest(root, tmp_path / "manifest.csv", ratings="video")
+    with pytest.raises(CorpusError, match="36 clips per presentation, CREMA-D has 7442"):
         build_cremad_manifest(root, tmp_path / "manifest.csv")
     (root / "VideoDemographics.csv").unlink()
     with pytest.raises(CorpusError, match=r"VideoDemographics.csv: the demographics table is missing"):
         build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)
-    (root / "VideoDemographics.csv").write_text(only_actors("VideoDemographics.csv", ()) + '1001,51,"Male","",""\n')
+    (root / "VideoDemographics.csv").write_text(DEMOGRAPHICS_HEADER + '1001,51,"Male","",""\n')
     with pytest.raises(CorpusError, match=r"actor\(s\) \['1002'\] have clips but no demographics row"):
         build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)
 
     votes = root / "processedResults" / "tabulatedVotes.csv"
     lines = votes.read_text().splitlines(keepends=True)
-    votes.write_text("".join(lines + [lines[1]]))  # voice row of 1001_IEO_NEU_XX again
-    twice = rf"line {len(lines) + 1}: clip 1001_IEO_NEU_XX appears twice in presentation 1 \(first on line 2\)"
+    votes.write_text("".join(lines + [lines[1]]))  # voice row of clips[0] again
+    twice = rf"line {len(lines) + 1}: clip {clips[0]} appears twice in presentation 1 \(first on line 2\)"
     with pytest.raises(CorpusError, match=twice):
         build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)
-    votes.write_text("".join([lines[0], lines[1].replace(",10,0,", ",11,0,", 1), *lines[2:]]))
-    with pytest.raises(CorpusError, match=r"line 2: 1001_IEO_NEU_XX: the votes .* do not add up to numResponses 11"):
+    counts = synthetic_votes(clips)[1][clips[0]]
+    votes.write_text("".join([lines[0], votes_line(1, 1, clips[0], counts, responses=10), *lines[2:]]))
+    with pytest.raises(CorpusError, match=rf"line 2: {clips[0]}: the votes .* do not add up to numResponses 10"):
         build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)
     votes.write_text("".join([lines[0], *lines[2:]]))  # the voice row of one clip is gone
-    with pytest.raises(CorpusError, match=r"clip 1001_IEO_NEU_XX has no rows for the presentation\(s\) \['voice'\]"):
+    with pytest.raises(CorpusError, match=rf"clip {clips[0]} has no rows for the presentation\(s\) \['voice'\]"):
         build_cremad_manifest(root, tmp_path / "manifest.csv", expected_clips=None)
     (root / "processedResults" / "summaryTable.csv").unlink()
     votes.write_text("".join(lines))

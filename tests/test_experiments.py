@@ -17,7 +17,8 @@ from ser_lib.cli import main as ser
 from ser_lib.errors import ConfigError, SerError
 from ser_lib.experiments.grid import grid_from_dict, load_grid
 from ser_lib.experiments import corpora
-from ser_lib.experiments.report import along_level, format_report, paired_against, paired_along, reference_point
+from ser_lib.experiments.report import (Comparison, SweepSummary, along_level, format_report, paired_against,
+                                        paired_along, reference_point)
 from ser_lib.experiments.sweep import _fold_names, _partitions, run_sweep
 
 pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these files on one worker
@@ -131,16 +132,15 @@ def test_draws_are_paired_over_and_the_report_shows_where_the_sign_turns():
     low = paired["paper [synth.annotator_temperature=1.0]"]
     assert low["n_pairs"] == 2 and low["delta_ua"] == pytest.approx(3.0)  # draw 0 with draw 0, 1 with 1
     assert low["delta_ua_by_draw"] == {"0": pytest.approx(4.0), "1": pytest.approx(2.0)}
-    summary = {"paired": {"vs soft-static": paired}}
-    along = along_level(frame, summary, NOISE_GRID)
+    sections = [Comparison("method", "soft-static", paired)]
+    along = along_level(frame, sections, NOISE_GRID)
     assert along["key"] == "synth.annotator_temperature" and along["levels"] == [1.0, 4.0]
     assert along["delta_ua"]["paper"]["4.0"]["delta_ua"] == pytest.approx(-4.0)
     assert along["sign_turns"] == {"paper": [[1.0, 4.0]]}
     assert along["js_train_to_true"]["paper"]["4.0"]["mean"] == pytest.approx(0.4)
-    assert along_level(frame, {"paired": {"vs paper": paired}}, NOISE_GRID) is None  # no soft-static reference
-    assert along_level(frame, summary, {**NOISE_GRID, "along": None}) is None
-    markdown = format_report({"grid": "noise", "description": "", "methods": {}, "paired": summary["paired"],
-                              "note": "n", "along": along}, NOISE_GRID, [])
+    assert along_level(frame, [Comparison("method", "paper", paired)], NOISE_GRID) is None  # no soft-static reference
+    assert along_level(frame, sections, {**NOISE_GRID, "along": None}) is None
+    markdown = format_report(SweepSummary(NOISE_GRID, paired=sections, note="n", along=along))
     assert "changes sign: paper between synth.annotator_temperature=1 and 4" in markdown
     assert "same draw, fold and seed" in markdown and "0: +4.0, 1: +2.0" in markdown
 

@@ -74,7 +74,8 @@ def test_a_trial_whose_worker_is_killed_mid_fold_is_retried_from_its_checkpoint(
     victim = runs.fold_dir(out / RUN, SPEAKERS[0])
     sweep = start_sweep(grid, tiny_corpus, out, log)
     try:
-        pid = wait_for(lambda: training_stage2(victim), SWEEP_TIMEOUT, "a trial in stage 2", poll=0.05)
+        pid = wait_for(lambda: training_stage2(victim), SWEEP_TIMEOUT, "a trial in stage 2", poll=0.05,
+                       process=sweep, log=log)
         os.kill(pid, signal.SIGKILL)
         assert not runs.is_finished(victim), "the fold finished before its worker was killed"
         stage1 = file_state(runs.stage_checkpoint(victim, STAGE1))
@@ -108,7 +109,7 @@ def test_a_sweep_whose_driver_was_killed_resumes_without_rerunning_finished_tria
         return sorted((out / RUN).glob(f"fold-*/{runs.FOLD_RESULT}"))
     sweep = start_sweep(grid, tiny_corpus, out, log)
     try:
-        wait_for(fold_results, SWEEP_TIMEOUT, "a finished trial")
+        wait_for(fold_results, SWEEP_TIMEOUT, "a finished trial", process=sweep, log=log)
         reap.extend(process_tree(sweep.pid)[1:])  # its private Ray
         names = {p.pid: p.name() for p in reap}
         sweep.send_signal(signal.SIGKILL)

@@ -6,7 +6,7 @@ import pytest
 from conftest import EMODB_ROOT, needs_emodb
 from ser_lib.config import EvalConfig
 from ser_lib.errors import ConfigError, ManifestError
-from ser_lib.train.folds import Fold, loso_folds, session_groups, split_frame
+from ser_lib.data.folds import Fold, loso_folds, session_groups, split_frame
 from ser_lib.data.labels import partition
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")

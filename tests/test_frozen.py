@@ -14,7 +14,8 @@ from ser_lib.model import SERModel, TemporalClassifier
 from ser_lib.model.temporal import normalize_waveform
 from ser_lib.runtime import seed_all
 from ser_lib.train.algorithm import train_fold
-from ser_lib.train.folds import loso_folds, prepare_fold
+from ser_lib.data.folds import loso_folds
+from ser_lib.train.fold_data import prepare_fold
 from ser_lib.train.frozen import KIND, attach_hidden_states, encoder_digest
 
 CPU = torch.device("cpu")

@@ -7,14 +7,15 @@ import time
 import numpy as np
 import pytest
 import torch
-from transformers import Wav2Vec2Model
+from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from ser_lib.config import ModelConfig
 from ser_lib.errors import ConfigError
 from ser_lib.model import SERModel, TemporalClassifier, count_parameters
 from ser_lib.model.encoder import build_encoder, tiny_encoder_config
 from ser_lib.model.spatial import SpatialBranch
-from ser_lib.model.temporal import TemporalBranch
+from ser_lib.model.masks import time_mask
+from ser_lib.model.temporal import TemporalBranch, frame_lengths, frame_mask, receptive_field
 
 NUM_CLASSES = 4
 RATE = 16000
@@ -254,13 +255,23 @@ def test_stage1_temporal_branch_moves_to_stage2():
 
 
 def test_count_parameters():
+    # Counted by hand: Linear(3, 4) has 3 * 4 + 4, Conv1d(4, 2, 5) 4 * 2 * 5 + 2, BatchNorm1d(2) a
+    # weight and a bias (its running statistics are buffers); a layer used twice counts once.
+    linear, conv, norm = torch.nn.Linear(3, 4), torch.nn.Conv1d(4, 2, 5), torch.nn.BatchNorm1d(2)
+    layers = torch.nn.Sequential(linear, conv, norm, linear)
+    assert count_parameters(layers) == count_parameters(layers, trainable_only=True) == 16 + 42 + 4
+    conv.requires_grad_(False)
+    assert (count_parameters(layers), count_parameters(layers, trainable_only=True)) == (62, 20)
+
+    # The tiny encoder's conv feature encoder, by hand from `tiny_encoder_config`: bias-free convs
+    # (in * out * kernel) and a layer norm (2 * out) per layer: 320 + 4 * 3072 + 4096 + 8192 of
+    # weights, 2 * (5 * 32 + 2 * 64) of norms.
     torch.manual_seed(0)
     model = SERModel(tiny_config(), NUM_CLASSES)
     total = count_parameters(model)
-    assert total == sum(p.numel() for p in model.parameters()) > 0
+    assert count_parameters(model, trainable_only=True) == total
     model.temporal.encoder.freeze_feature_encoder()
-    frozen = sum(p.numel() for p in model.temporal.encoder.feature_extractor.parameters())
-    assert count_parameters(model, trainable_only=True) == total - frozen
+    assert total - count_parameters(model, trainable_only=True) == 25472
 
 
 def test_items_shorter_than_one_frame_get_finite_outputs():
@@ -322,8 +333,44 @@ def test_precomputed_front_end_gives_the_same_outputs():
         direct = model(batch)
         cached = model({**batch, "front_end": features})
     torch.testing.assert_close(cached["embedding"], direct["embedding"], rtol=1e-5, atol=1e-6)
-    # In training, time masking still applies to the cached path (it acts after the front end).
+    # In training, time masking still applies to the cached path (it acts after the front end) and
+    # draws the masks `Wav2Vec2Model.forward` draws (both call transformers' `_mask_hidden_states`).
     model.train()
-    np.random.seed(0)
-    masked = model.temporal._encode_front_end(features, torch.ones(3, 16000, dtype=torch.long))
-    assert masked.shape[:2] == features.shape[:2]
+    trained, masked = [], []
+    encoder = model.temporal.encoder
+    hook = encoder.encoder.register_forward_pre_hook(
+        lambda _, args: masked.append((args[0] == encoder.masked_spec_embed).all(-1)))
+    for front_end in (None, features):
+        torch.manual_seed(1), np.random.seed(1)
+        trained.append(model.temporal.frames(batch["waveform"], batch["waveform_lengths"], front_end)[0])
+    hook.remove()
+    assert masked[0].sum() >= 2 * encoder.config.mask_time_length and torch.equal(masked[1], masked[0])
+    torch.testing.assert_close(trained[1], trained[0], rtol=1e-4, atol=1e-5)
+
+
+def test_frame_lengths_and_masks_equal_transformers():
+    """`frame_lengths` / `frame_mask` replace transformers' private `_get_feat_extract_output_lengths` /
+    `_get_feature_vector_attention_mask`: equal on the installed transformers, with and without an
+    adapter, on the tiny encoder and on one with other kernels and strides."""
+    other = Wav2Vec2Config(conv_dim=(8, 8, 8), conv_kernel=(7, 4, 3), conv_stride=(3, 2, 2), hidden_size=16,
+                           num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                           num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2, add_adapter=True,
+                           num_adapter_layers=2, adapter_stride=3, output_hidden_size=16)
+    generator = torch.Generator().manual_seed(0)
+    for config in (tiny_encoder_config(0.0), other):
+        encoder = Wav2Vec2Model(config)
+        first = receptive_field(config)
+        lengths = torch.arange(first, first + 3000)
+        for adapter in (False, True):
+            assert torch.equal(frame_lengths(config, lengths, adapter),
+                               encoder._get_feat_extract_output_lengths(lengths, add_adapter=adapter))
+            width = first + 3000
+            num_frames = int(frame_lengths(config, width, adapter))
+            valid = torch.randint(first, width + 1, (64,), generator=generator)
+            valid[:2] = torch.tensor([first, width])
+            sample_mask = time_mask(valid, width).long()
+            ours = frame_mask(config, sample_mask, num_frames, adapter)
+            assert torch.equal(ours, encoder._get_feature_vector_attention_mask(num_frames, sample_mask, adapter))
+            assert ours[0].sum() == 1 and ours[1].all()
+    assert torch.equal(frame_lengths(tiny_encoder_config(0.0), torch.tensor([399, 400, 719, 720, 16000])),
+                       torch.tensor([0, 1, 1, 2, 49]))

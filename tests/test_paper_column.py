@@ -105,8 +105,43 @@ def test_the_shipped_grids_map_the_papers_rows():
     assert alpha_beta.row("paper", {"loss.alpha": 0.5, "loss.beta": 0.1}) == "α = 0.5 (β = 0.1)"
     assert alpha_beta.row("paper", {"loss.alpha": 0.3, "loss.beta": 0}) == "β = 0 (α = 0.3)"
     assert alpha_beta.row("paper", {"loss.alpha": 0.5, "loss.beta": 0.3}) is None
+    one_factor = load_grid(ROOT / "grids" / "table8-one-factor.yaml")  # the paper's design: every point has its row
+    assert len(one_factor.points()) == 19 and all(one_factor.paper.row("paper", p) for p in one_factor.points())
+    assert one_factor.paper.row("paper", {"loss.alpha": 0.3, "loss.beta": 0.7}) == "β = 0.7 (α = 0.3)"
     variants = load_grid(ROOT / "grids" / "table7-pretrained.yaml").paper
     assert {variants.row("paper", {"model.encoder": encoder, "model.variant": "full"})
             for encoder in ("tiny", "tiny-pretrained")} == {"Spatial-temporal multi-fusion model"}
     methods = load_grid(ROOT / "grids" / "methods.yaml").paper
     assert methods.row("paper", {}) == "Proposed model (ours)" and methods.row("soft-static", {}) is None
+
+
+def one_factor_grid(**extra) -> dict:
+    """The paper's Table VIII design in small: α at β = 0.1, then β at α = 0.3."""
+    return {"name": "one-factor", "methods": ["paper"], "folds": 2,
+            "grid": [{"loss.alpha": [0, 0.3], "loss.beta": [0.1]}, {"loss.alpha": [0.3], "loss.beta": [0, 0.3]}],
+            **extra}
+
+
+def test_a_list_of_grids_runs_the_union_of_their_points_once_each(tmp_path):
+    grid = grid_from_dict(one_factor_grid())
+    # (0.3, 0.1) is on both lines and runs once; the cross's (0, 0) and (0, 0.3) do not run.
+    assert grid.points() == [{"loss.alpha": 0, "loss.beta": 0.1}, {"loss.alpha": 0.3, "loss.beta": 0.1},
+                             {"loss.alpha": 0.3, "loss.beta": 0}, {"loss.alpha": 0.3, "loss.beta": 0.3}]
+    assert grid.grid == {"loss.alpha": (0, 0.3), "loss.beta": (0.1, 0, 0.3)}
+    assert grid_from_dict(grid.to_dict()).points() == grid.points()  # as sweep.json stores it
+    # The report pairs each point with the method's own setting (α = 0.3, β = 0.1) and leaves the
+    # cross's untrained cells empty.
+    report = write_report(write_sweep(tmp_path / "sweep", one_factor_grid()), figures_dir=None)
+    assert "vs paper [loss.alpha=0.3, loss.beta=0.1]" in report.markdown
+    matrix = report.markdown[report.markdown.index("by loss.alpha (rows)"):]
+    assert "| 0 | – |" in matrix.replace("0.0", "0")
+
+
+@pytest.mark.parametrize("blocks, extra, message", [
+    ([{"loss.alpha": [0]}, {"loss.beta": [0]}], {}, r"grid\[1\] has the keys \['loss.beta'\], grid\[0\] \['loss.alpha'\]"),
+    ([], {}, "one or more non-empty mappings"),
+    ([{"loss.alpha": [0, 0.3]}], {"contrast": "loss.alpha"}, "leave contrast out"),
+])
+def test_a_bad_list_of_grids_is_an_error(blocks, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        grid_from_dict({"name": "bad", "methods": ["paper"], "grid": blocks, **extra})

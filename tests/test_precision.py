@@ -9,7 +9,7 @@ from ser_lib.config import RuntimeConfig, load_config
 from ser_lib.data.samples import Sample
 from ser_lib.errors import ConfigError
 from ser_lib.runtime import autocast_dtype, grad_scaler, load_checkpoint, save_checkpoint
-from ser_lib.train.folds import FoldData
+from ser_lib.train.fold_data import FoldData
 from ser_lib.train.stage import StageRunner, optimizer_step
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

@@ -12,7 +12,7 @@ import pytest
 from ser_lib.analysis import runs
 from ser_lib.experiments import precision
 from ser_lib.experiments.grid import grid_from_dict
-from ser_lib.experiments.report import collect, format_report, precision_plans, write_report
+from ser_lib.experiments.report import SweepSummary, collect, format_report, precision_plans, write_report
 from ser_lib.experiments.sweep import SWEEP_JSON
 
 # The hand-computed case: ΔUA (paper − soft-static) averaged over the seeds of each (draw, fold) unit.
@@ -42,7 +42,7 @@ PLAN_ROW = ("| soft-static vs paper | 10 (2 × 5) | 2 | 4.00 (3.87 / 1.41) | -1.
 
 
 def pairs_frame(spread: dict[int, float] = {0: 1.0, 1: -1.0}) -> pd.DataFrame:
-    """Matched folds as `report._paired` joins them: seed s of a unit is its mean + spread[s]."""
+    """Matched folds as `report_stats._paired` joins them: seed s of a unit is its mean + spread[s]."""
     rows = [{"draw": draw, "speaker": speaker, "seed": seed, "ua": 60.0 + mean + offset, "ua_ref": 60.0,
              "wa": 50.0 + mean, "wa_ref": 50.0, "trial_seconds": 140.0, "trial_seconds_ref": 100.0}
             for (draw, speaker), mean in UNIT_MEANS.items() for seed, offset in spread.items()]
@@ -165,9 +165,7 @@ def test_a_sweep_without_trial_seconds_says_not_recorded(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     state, frame = collect(write_sweep(tmp_path / "sweep", trial_seconds=(None, None)))
     concurrency, plans = precision_plans(state, frame)
-    assert plans["vs soft-static"]["paper"]["ua"]["targets"]["2"]["wall_seconds"] is None
-    summary = {"grid": "plan", "description": "", "methods": {}, "paired": {}, "note": "n",
-               "concurrency": concurrency, "precision": plans}
-    markdown = format_report(summary, state["grid"], [])
+    assert {s.title: s.rows for s in plans}["vs soft-static"]["paper"]["ua"]["targets"]["2"]["wall_seconds"] is None
+    markdown = format_report(SweepSummary(state["grid"], note="n", concurrency=concurrency, precision=plans))
     assert "| 18 / 64 | 4 / 13 | not recorded / not recorded |" in markdown
     assert "did not record trial_seconds" in markdown

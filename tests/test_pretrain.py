@@ -12,11 +12,13 @@ from safetensors.torch import load_file
 
 from ser_lib.cli import main
 from ser_lib.config import PRETRAINED_ENCODER, PretrainConfig, load_config
-from ser_lib.data.corpora import synth, synth_unlabelled
+from ser_lib.data.corpora import synth
+from ser_lib.data.corpora.synth import unlabelled
 from ser_lib.data.manifest import read_manifest
 from ser_lib.errors import ConfigError, ManifestError
 from ser_lib.model.encoder import SHIPPED_ENCODERS, build_encoder
-from ser_lib.model.pretraining import collapse_reasons
+from ser_lib.model.masks import time_mask
+from ser_lib.model.pretraining import _sample_negative_indices, collapse_reasons, span_mask
 from ser_lib.train import pretrain as pretraining
 
 
@@ -24,7 +26,7 @@ from ser_lib.train import pretrain as pretraining
 def speech(tmp_path_factory) -> Path:
     """About 70 s of unlabelled speech from 6 speakers."""
     out = tmp_path_factory.mktemp("pretrain-speech")
-    return synth_unlabelled.synthesize_unlabelled(out, hours=0.02, num_speakers=6, progress=False)
+    return unlabelled.synthesize_unlabelled(out, hours=0.02, num_speakers=6, progress=False)
 
 
 def quick(**overrides) -> dict:
@@ -42,9 +44,9 @@ def run(speech: Path, out: Path, utterances: int | None = None, **overrides) -> 
 
 def test_unlabelled_speech_has_its_own_speakers_and_words():
     evaluation = {v for pair in synth.VOICES for v in pair}
-    voices = [voice for _, voice in synth_unlabelled.speakers(len(synth_unlabelled.ACCENTS) * 4)]
+    voices = [voice for _, voice in unlabelled.speakers(len(unlabelled.ACCENTS) * 4)]
     assert not {v.split("+")[1] for v in voices} & evaluation
-    assert {v.split("+")[0] for v in voices} == set(synth_unlabelled.ACCENTS)
+    assert {v.split("+")[0] for v in voices} == set(unlabelled.ACCENTS)
 
     def content_words(vocabulary):
         words = set()
@@ -52,11 +54,11 @@ def test_unlabelled_speech_has_its_own_speakers_and_words():
             words |= {w.lower() for phrase in part for w in phrase.split()}
         return words - {"the", "a", "at", "in", "on", "my", "our", "by", "after", "before", "this", "his", "her"}
 
-    assert not content_words(synth.EVALUATION_VOCABULARY) & content_words(synth_unlabelled.PRETRAINING_VOCABULARY)
+    assert not content_words(synth.EVALUATION_VOCABULARY) & content_words(unlabelled.PRETRAINING_VOCABULARY)
 
 
 def test_unlabelled_speech_is_deterministic_and_has_no_votes(speech, tmp_path):
-    again = synth_unlabelled.synthesize_unlabelled(tmp_path, hours=0.02, num_speakers=6, progress=False)
+    again = unlabelled.synthesize_unlabelled(tmp_path, hours=0.02, num_speakers=6, progress=False)
     assert again.read_bytes() == speech.read_bytes()
     frame = read_manifest(speech, check_audio=True, labelled=False)
     assert list(frame.columns) == ["utt_id", "path", "speaker", "duration"]
@@ -145,6 +147,22 @@ def test_collapsed_objective_is_detected_and_fails_the_command(speech, tmp_path,
     assert summary["collapsed"] and "loss fell" in summary["collapse_reasons"][0]
 
 
+def test_span_masks_and_negatives_keep_their_random_stream():
+    """Masks and negatives come from transformers' private `_compute_mask_indices` and
+    `_sample_negative_indices` (pyproject.toml bounds transformers below 6): for a seed, the same
+    draws and the same numpy RNG consumption as on transformers 5.23, or runs stop reproducing."""
+    frame_mask = time_mask(torch.tensor([16, 10]), 16)
+    np.random.seed(0)
+    masked = span_mask(frame_mask, PretrainConfig(mask_prob=0.3, mask_length=3))
+    assert masked.int().tolist() == [[0, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+                                     [0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]]
+    negatives = _sample_negative_indices((2, 16), 2, mask_time_indices=masked.numpy())
+    # Row b's indices are offset by 16 b: each masked frame gets two other masked frames of its row.
+    assert negatives[masked.numpy()].tolist() == [[2, 3], [8, 7], [1, 7], [1, 3], [6, 1], [2, 6],
+                                                  [22, 22], [18, 20], [19, 19], [18, 20], [23, 21], [21, 20]]
+    assert np.random.randint(1000) == 183
+
+
 def test_collapse_reasons_read_the_last_window():
     config = PretrainConfig(objective="wav2vec2")
     healthy = [{"step": s, "loss": 3.0, "contrastive": 2.5, "codevector_perplexity": 90.0, "frame_std": 0.6}
@@ -195,3 +213,23 @@ def test_probe_command_scores_a_frozen_encoder(tiny_corpus, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["utterances"] == 24 and 0.0 <= result["ua"] <= 1.0
     assert sorted(result["per_speaker_ua"]) == ["S1F", "S1M", "S2F", "S2M"]
+
+
+def test_probe_scores_its_features_leave_one_speaker_out(tiny_corpus, monkeypatch):
+    """The probe's scoring on given features: ones that name each utterance's class score UA 1 on
+    every held-out speaker; constant ones score chance, 1 / 4 classes."""
+    from ser_lib.analysis import probe
+
+    config = load_config("demo")
+    noise = np.random.default_rng(0)
+    classes = ["anger", "happiness", "sadness", "neutral"]
+
+    def named(config, frame, progress):
+        return np.array([[float(label == c) for c in classes] for label in frame["label"]]) \
+            + 0.01 * noise.standard_normal((len(frame), len(classes)))
+
+    monkeypatch.setattr(probe, "pooled_embeddings", named)
+    perfect = probe.linear_probe(config, str(tiny_corpus), progress=False)
+    assert perfect["ua"] == 1.0 and set(perfect["per_speaker_ua"].values()) == {1.0}
+    monkeypatch.setattr(probe, "pooled_embeddings", lambda config, frame, progress: np.zeros((len(frame), 4)))
+    assert probe.linear_probe(config, str(tiny_corpus), progress=False)["ua"] == pytest.approx(0.25)

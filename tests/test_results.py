@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 
 from ser_lib.config import Config, EvalConfig
 from ser_lib.errors import ConfigError
-from ser_lib.train.folds import Fold
+from ser_lib.data.folds import Fold
 from ser_lib.analysis.metrics import aggregate_folds, classification_metrics
 from ser_lib.analysis.plots import plot_confusion, plot_label_drift, plot_learning_curves, plot_tsne, save_figure
 from ser_lib.analysis.results import (OPTIMISTIC_NOTE, fold_record, format_comparison, load_results, predictions_frame,

@@ -12,8 +12,7 @@ from ser_lib.errors import ConfigError, ManifestError
 from ser_lib.experiments.grid import Grid
 from ser_lib.experiments.sweep import _fold_names
 from ser_lib.notebook import with_first_folds
-from ser_lib.train.folds import (Fold, fold_names, kfold_folds, kfold_groups, loso_folds, make_folds, speaker_sexes,
-                                 split_frame)
+from ser_lib.data.folds import Fold, fold_names, kfold_folds, kfold_groups, loso_folds, make_folds, speaker_sexes, split_frame
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
 # One clear utterance per class, one ambiguous (anger, happiness, other) and one dropped per speaker.

@@ -18,7 +18,8 @@ from ser_lib.model import TemporalClassifier
 from ser_lib.runtime import seed_all
 from ser_lib.train import stage1_store
 from ser_lib.train.algorithm import STAGE1, class_weights_for, stage_seed, train_fold
-from ser_lib.train.folds import loso_folds, prepare_fold
+from ser_lib.data.folds import loso_folds
+from ser_lib.train.fold_data import prepare_fold
 from ser_lib.train.stage import StageProgress
 from ser_lib.train.stage1_store import Stage1Store, stage1_fields, stage1_identity, stage1_key
 

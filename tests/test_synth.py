@@ -1,4 +1,4 @@
-"""The embedded synthetic corpus (ser_lib/corpora/synth.py) and its eSpeak NG binding.
+"""The embedded synthetic corpus (ser_lib/data/corpora/synth/) and its eSpeak NG binding.
 
 Most checks use the session's `small` corpus (conftest `synth_small`); determinism and
 interruption use tiny corpora (`per_speaker`); label statistics of other sizes and seeds
@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import soundfile
 
-from ser_lib.config import DataConfig
+from ser_lib.config import DataConfig, SynthConfig
 from ser_lib.data.corpora import espeak, synth
+from ser_lib.data.corpora.synth import annotators
 from ser_lib.errors import ConfigError, SerError
 from ser_lib.data.labels import AMBIGUOUS, CLEAR, DROPPED, partition, summarize
 from ser_lib.data.manifest import read_manifest
@@ -168,7 +169,7 @@ def corpus_bytes(folder):
 
 def test_same_seed_gives_identical_files_for_any_worker_count(tmp_path, monkeypatch):
     serial = synth.synthesize_corpus(tmp_path / "a", seed=7, per_speaker=2, progress=False, workers=1)
-    monkeypatch.setattr(synth, "UTTERANCES_PER_WORKER", 1)  # let a tiny corpus use the pool
+    monkeypatch.setattr(synth.parallel, "UTTERANCES_PER_WORKER", 1)  # let a tiny corpus use the pool
     parallel = synth.synthesize_corpus(tmp_path / "b", seed=7, per_speaker=2, progress=False, workers=2)
     other = synth.synthesize_corpus(tmp_path / "c", seed=8, per_speaker=2, progress=False, workers=1)
     first = corpus_bytes(serial.parent)
@@ -183,7 +184,7 @@ def test_interrupted_run_leaves_no_manifest_and_stale_wavs_go(tmp_path, monkeypa
     manifest = synth.synthesize_corpus(tmp_path, seed=0, per_speaker=2, progress=False, workers=1)
     assert len(list(tmp_path.glob("wav/*/*.wav"))) == 20
     calls = []
-    real = synth._render_and_write
+    real = synth.parallel.render_and_write
 
     def fail_on_third(job):
         calls.append(job)
@@ -191,11 +192,11 @@ def test_interrupted_run_leaves_no_manifest_and_stale_wavs_go(tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(job)
 
-    monkeypatch.setattr(synth, "_render_and_write", fail_on_third)
+    monkeypatch.setattr(synth.parallel, "render_and_write", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         synth.synthesize_corpus(tmp_path, seed=1, per_speaker=1, progress=False, workers=1)
     assert not manifest.exists()
-    monkeypatch.setattr(synth, "_render_and_write", real)
+    monkeypatch.setattr(synth.parallel, "render_and_write", real)
     synth.synthesize_corpus(tmp_path, seed=1, per_speaker=1, progress=False, workers=1)
     assert len(read_manifest(manifest, check_audio=True)) == 10
     assert len(list(tmp_path.glob("wav/*/*.wav"))) == 10
@@ -282,8 +283,9 @@ def test_annotator_confusion_makes_each_annotator_hear_one_class_as_another():
         [u.votes.tolist() for u in plain]
     shifts = []
     for session_ix, session in enumerate(sorted({u.session for u in plain})):
-        pool = synth._annotator_pool(seed, session_ix, len(synth._classes()), synth.SynthConfig.annotator_temperature)
-        for a, annotator in enumerate(synth._confused(pool, seed, session_ix, share)):
+        pool = annotators.session_pool(seed, session_ix, len(CLASSES), max_temperature=SynthConfig.annotator_temperature,
+                                       confusion=share)
+        for a, annotator in enumerate(pool):
             heard, heard_as = annotator.confusion
 
             def rate(utterances):  # how often annotator a says heard_as when the truth is mostly heard

@@ -177,7 +177,8 @@ def test_a_job_whose_worker_is_killed_in_its_second_fold_is_retried_and_continue
     with log.open("w") as stream:
         sweep = subprocess_sweep(grid, tiny_corpus, out, stream)
     try:
-        pid = wait_for(in_stage2, SWEEP_TIMEOUT, "the job's second fold in stage 2", poll=0.05)
+        pid = wait_for(in_stage2, SWEEP_TIMEOUT, "the job's second fold in stage 2", poll=0.05,
+                       process=sweep, log=log)
         first_result = (first / runs.FOLD_RESULT).read_bytes()
         os.kill(pid, signal.SIGKILL)
         sweep.wait(SWEEP_TIMEOUT)

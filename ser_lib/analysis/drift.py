@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..method.label_store import LabelStore
-from .divergence import js_divergence
+from .label_history import LabelHistory
 from .runs import LABEL_HISTORY, fold_dirs
 
 ORDERS = ("drift", "id")  # largest drift first, or by sample id
@@ -31,7 +30,7 @@ def label_drift_curve(run_dir: str | Path, kind: str = "corrected") -> list[tupl
     """Mean JS divergence of the ambiguous training samples' corrected labels y_c (or, with
     kind="predicted", predictions y_g) to the truth per epoch, averaged over folds; epoch -1 is
     the observed label. Empty without true distributions."""
-    tables = [LabelStore.load(d / LABEL_HISTORY).divergence_to_truth(kind) for d in fold_dirs(run_dir)]
+    tables = [LabelHistory.load(d / LABEL_HISTORY).divergence_to_truth(kind) for d in fold_dirs(run_dir)]
     tables = [t for t in tables if len(t)]
     if not tables:
         return []
@@ -48,7 +47,7 @@ def drift_curves(run_dirs: Mapping[str, str | Path]) -> tuple[dict, dict] | None
     return corrected, {name: label_drift_curve(path, "predicted") for name, path in run_dirs.items()}
 
 
-def sample_table(store: LabelStore) -> pd.DataFrame:
+def sample_table(store: LabelHistory) -> pd.DataFrame:
     """One row per sample of a store: id, subset, class (argmax y_s; a tie goes to the first
     class), drift (bits), last corrected class, true class and the JS divergence of y_s and of
     the last y_c to the truth (NaN / None where unknown or unrecorded)."""
@@ -62,22 +61,15 @@ def sample_table(store: LabelStore) -> pd.DataFrame:
     final = store.final("corrected")
     last[[ids.index(i) for i in final.index]] = final.to_numpy()
     truth = np.array([store.true(i) for i in ids])
-    recorded = np.isfinite(last).all(axis=1)
-    known = np.isfinite(truth).all(axis=1)
+    divergences = store.divergences()
     return pd.DataFrame({
         "id": ids, "subset": [store.subset(i) for i in ids], "class": classes[observed.argmax(axis=1)],
-        "drift": _js_where(observed, last, recorded),
-        "corrected_class": _argmax_where(last, recorded, classes),
-        "true_class": _argmax_where(truth, known, classes),
-        "js_observed_to_true": _js_where(observed, truth, known),
-        "js_corrected_to_true": _js_where(last, truth, known & recorded),
+        "drift": divergences["drift"].to_numpy(),
+        "corrected_class": _argmax_where(last, np.isfinite(last).all(axis=1), classes),
+        "true_class": _argmax_where(truth, np.isfinite(truth).all(axis=1), classes),
+        "js_observed_to_true": divergences["js_observed_to_true"].to_numpy(),
+        "js_corrected_to_true": divergences["js_corrected_to_true"].to_numpy(),
     }, columns=list(TABLE_COLUMNS))
-
-
-def _js_where(p: np.ndarray, q: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    out = np.full(len(p), np.nan)
-    out[valid] = js_divergence(p[valid], q[valid])
-    return out
 
 
 def _argmax_where(values: np.ndarray, valid: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -124,7 +116,7 @@ def filter_samples(table: pd.DataFrame, drift_filter: DriftFilter) -> list[str]:
     return shown["id"].tolist()
 
 
-def sample_labels(store: LabelStore, sample_id: str, epoch: int | None) -> dict[str, np.ndarray]:
+def sample_labels(store: LabelHistory, sample_id: str, epoch: int | None) -> dict[str, np.ndarray]:
     """A sample's distributions at an epoch, each [K]: "observed" (y_s), "corrected" (the epoch's
     mean y_c), "predicted" (its mean y_g) and "true" when known. A label not recorded in that
     epoch is left out."""

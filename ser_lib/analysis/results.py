@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..files import atomic_write_json, atomic_write_text, jsonable
-from ..train.folds import Fold
+from ..data.folds import Fold
 from .metrics import JS_KEYS, JS_RANGE, MIN_PAIRS_FOR_CI, PERCENT_RANGE, aggregate_folds, paired_difference, reportable_interval
 from .runs import PREDICTIONS_CSV, RESULTS_JSON, RESULTS_MD
 

@@ -26,7 +26,7 @@ import pandas as pd
 from ..config import Config, config_from_dict
 from ..errors import ConfigError, SerError
 from ..files import atomic_write, atomic_write_json, atomic_write_text
-from ..method.label_store import LabelStore
+from .label_history import LabelHistory
 
 FOLD_PREFIX = "fold-"
 CONFIG_JSON = "config.json"
@@ -150,14 +150,14 @@ def label_history_paths(run_dir: str | Path) -> list[Path]:
     return sorted(Path(run_dir).glob(f"{FOLD_PREFIX}*/{LABEL_HISTORY}"))
 
 
-def label_histories(run_dir: str | Path) -> dict[str, LabelStore]:
+def label_histories(run_dir: str | Path) -> dict[str, LabelHistory]:
     """The label store of every fold of a run that has one, keyed by test speaker, sorted."""
     run_dir = Path(run_dir)
     paths = label_history_paths(run_dir)
     if not paths:
         raise SerError(f"run folder {run_dir} has no {FOLD_PREFIX}*/{LABEL_HISTORY}: train it first "
                        "(a fold writes its label store when its training ends)")
-    return {fold_speaker(path.parent): LabelStore.load(path) for path in paths}
+    return {fold_speaker(path.parent): LabelHistory.load(path) for path in paths}
 
 
 def fold_embeddings(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

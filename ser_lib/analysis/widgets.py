@@ -33,7 +33,7 @@ from ..data.inputs import SegmentInputs
 from ..data.manifest import read_manifest
 from ..data.samples import segment_inputs
 from ..errors import ManifestError, SerError
-from ..method.label_store import LabelStore
+from .label_history import LabelHistory
 from . import drift, plots, runs
 from .drift import DriftFilter
 
@@ -44,7 +44,7 @@ DPI = 110  # sharp on a projector, small enough to redraw at every slider step
 class LabelDriftExplorer:
     """Per-sample view of y_s, y_c, y_g and the truth over the epochs of one fold at a time."""
 
-    def __init__(self, stores: Mapping[str, LabelStore], manifest: pd.DataFrame | None = None,
+    def __init__(self, stores: Mapping[str, LabelHistory], manifest: pd.DataFrame | None = None,
                  config: Config | None = None):
         """`stores`: fold name -> label store (see `runs.label_histories`); `manifest`: a frame from
         `read_manifest` (its attrs["root"] resolves audio paths), None for no audio; `config`:
@@ -97,7 +97,7 @@ class LabelDriftExplorer:
         return self._fold
 
     @property
-    def store(self) -> LabelStore:
+    def store(self) -> LabelHistory:
         return self._stores[self._fold]
 
     @property

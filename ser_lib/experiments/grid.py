@@ -9,6 +9,12 @@ A grid file (the shipped ones are in `grids/`)::
     grid:                         # config keys and their values; the runs are the product
       loss.alpha: [0, 0.1, 0.3]
       loss.beta: [0, 0.1]
+    # or a list of such mappings over the same keys: the runs are the union of their products,
+    # each point once (scikit-learn's ParameterGrid convention). One factor at a time, as the
+    # paper's Table VIII varies α at β = 0.1, then β at α = 0.3:
+    #   grid:
+    #     - {loss.alpha: [0, 0.1, 0.3], loss.beta: [0.1]}
+    #     - {loss.alpha: [0.3], loss.beta: [0, 0.3]}
     seeds: [0, 1, 2]
     folds: all                    # all speakers, a list of speakers, or N (the first N)
     threads: 1                    # torch threads per trial (`runtime.threads`)
@@ -57,7 +63,7 @@ from .jobs import check_trials_per_worker
 
 DEFAULT_POINT = "default"
 GRID_KEYS = {"name", "profile", "set", "methods", "grid", "seeds", "folds", "threads", "description", "contrast",
-             "corpus", "draws", "along", "trials_per_worker", "paper"}
+             "corpus", "draws", "along", "trials_per_worker", "paper", "blocks"}
 CORPORA = ("synth",)  # what `corpus:` may name; without it the sweep's --manifest is every run's corpus
 
 
@@ -127,7 +133,8 @@ class Grid:
     profile: str = "demo"
     set: dict[str, Any] = field(default_factory=dict)
     methods: tuple[str, ...] = ("paper",)
-    grid: dict[str, tuple] = field(default_factory=dict)
+    grid: dict[str, tuple] = field(default_factory=dict)  # every key's values (over all blocks, first-seen order)
+    blocks: tuple[dict[str, tuple], ...] | None = None  # a list-valued `grid:`; None: the product of `grid`
     seeds: tuple[int, ...] = (0,)
     folds: Any = "all"  # "all", a list of fold names (speakers under LOSO), or an int (the first N folds)
     threads: int = 1
@@ -140,9 +147,15 @@ class Grid:
     paper: PaperRows | None = None  # the paper's table the report puts beside the results
 
     def points(self) -> list[dict[str, Any]]:
-        """Every combination of the grid's values, in file order ([{}] without a grid)."""
-        keys = list(self.grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+        """Every combination of the grid's values, in file order ([{}] without a grid); with blocks,
+        each block's combinations in turn, a point already listed skipped."""
+        points = []
+        for block in self.blocks or (self.grid,):
+            for values in itertools.product(*block.values()):
+                point = dict(zip(block, values))
+                if point not in points:
+                    points.append(point)
+        return points
 
     def runs(self) -> list["Run"]:
         """Seed-major, then draw-major, so a sweep stopped early has every method and point for the
@@ -177,6 +190,8 @@ class Grid:
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "profile": self.profile, "set": dict(self.set),
                 "methods": list(self.methods), "grid": {k: list(v) for k, v in self.grid.items()},
+                # sweep.json keeps the union in `grid`, which the report reads for keys and values
+                "blocks": None if self.blocks is None else [{k: list(v) for k, v in b.items()} for b in self.blocks],
                 "seeds": list(self.seeds), "folds": self.folds if not isinstance(self.folds, tuple) else list(self.folds),
                 "threads": self.threads, "contrast": self.contrast, "corpus": self.corpus, "draws": self.draws,
                 "along": self.along, "trials_per_worker": self.trials_per_worker,
@@ -198,6 +213,16 @@ class Run:
 def point_name(point: dict[str, Any]) -> str:
     """A grid point as a folder name: ``loss.alpha=0.3,loss.beta=0.1`` (``default`` when empty)."""
     return ",".join(f"{k}={_value_name(v)}" for k, v in point.items()) or DEFAULT_POINT
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """A grid point as the report labels it: ``loss.alpha=0.3, loss.beta=0.1`` (``default`` when empty)."""
+    return ", ".join(f"{k}={v}" for k, v in point.items()) or DEFAULT_POINT
+
+
+def row_label(method: str, point: dict[str, Any]) -> str:
+    """A row of the report: ``paper [loss.alpha=0.3, loss.beta=0.1]``, or ``paper`` at no point."""
+    return f"{method} [{point_label(point)}]" if point else method
 
 
 def _value_name(value: Any) -> str:
@@ -228,16 +253,14 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
     bad = [m for m in methods if m not in PRESETS]
     if bad:
         raise ConfigError(f"{source}: unknown method(s) {bad}; `ser methods --all` lists {sorted(PRESETS)}")
-    values = tree.get("grid") or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{source}: 'grid' maps config keys to lists of values")
+    values, blocks = _grid_blocks(tree, source)
     folds = tree.get("folds", "all")
     if not (folds == "all" or (isinstance(folds, int) and folds > 0) or isinstance(folds, list)):
         raise ConfigError(f"{source}: folds must be 'all', a positive number or a list of speakers, got {folds!r}")
     grid = Grid(
         name=str(tree.get("name", default_name)), profile=str(tree.get("profile", "demo")),
         set=dict(tree.get("set") or {}), methods=methods,
-        grid={str(k): tuple(_as_list(v, source, f"grid.{k}")) for k, v in values.items()},
+        grid=values, blocks=blocks,
         seeds=tuple(int(s) for s in _as_list(tree.get("seeds", [0]), source, "seeds")),
         folds=tuple(str(f) for f in folds) if isinstance(folds, list) else folds,
         threads=int(tree.get("threads", 1)), description=str(tree.get("description", "")).strip(),
@@ -259,6 +282,9 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
         raise ConfigError(f"{source}: along {grid.along!r} must be a grid key with numeric values, other than the draws")
     if grid.draws is not None and grid.draws == grid.contrast:
         raise ConfigError(f"{source}: {grid.draws!r} cannot be both the draws and the contrast")
+    if grid.contrast is not None and grid.blocks is not None:
+        raise ConfigError(f"{source}: a contrast pairs every value with the first at the same other values, "
+                          "which a list of grids does not have; leave contrast out")
     if grid.contrast is not None and len(grid.grid.get(grid.contrast, ())) < 2:
         raise ConfigError(f"{source}: contrast {grid.contrast!r} must be a grid key with at least two values")
     if grid.threads < 1:
@@ -275,6 +301,28 @@ def grid_from_dict(tree: Any, source: str = "grid", default_name: str = "grid") 
     return grid
 
 
+def _grid_blocks(tree: dict, source: str) -> tuple[dict[str, tuple], tuple[dict[str, tuple], ...] | None]:
+    """A grid's values by key (first-seen order) and, for a list-valued `grid:` (or sweep.json's
+    `blocks`), its blocks, which must all have the same keys."""
+    values = {} if tree.get("grid") is None else tree["grid"]
+    listed = values if isinstance(values, list) else tree.get("blocks")
+    if listed is None:
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: 'grid' maps config keys to lists of values, or is a list of such mappings")
+        return {str(k): tuple(_as_list(v, source, f"grid.{k}")) for k, v in values.items()}, None
+    if not listed or not all(isinstance(block, dict) and block for block in listed):
+        raise ConfigError(f"{source}: a list-valued 'grid' holds one or more non-empty mappings of config keys "
+                          "to lists of values")
+    blocks = tuple({str(k): tuple(_as_list(v, source, f"grid[{i}].{k}")) for k, v in block.items()}
+                   for i, block in enumerate(listed))
+    for i, block in enumerate(blocks[1:], 1):
+        if set(block) != set(blocks[0]):
+            raise ConfigError(f"{source}: grid[{i}] has the keys {sorted(block)}, grid[0] {sorted(blocks[0])}; "
+                              "every block of a list-valued grid sets the same keys")
+    union = {key: tuple(dict.fromkeys(v for block in blocks for v in block[key])) for key in blocks[0]}
+    return union, blocks
+
+
 def _as_list(value: Any, source: str, key: str) -> list:
     values = value if isinstance(value, list) else [value]
     if not values:
@@ -285,7 +333,7 @@ def _as_list(value: Any, source: str, key: str) -> list:
 def _check_paper_rows(grid: Grid, source: str) -> None:
     """Each selector of `paper.rows` selects a row of the grid's report, and none a row another one selects."""
     shown = [key for key in grid.grid if key != grid.draws]  # the report pairs over draws, not rows
-    rows = {_row_label(method, point): (method, point) for method in grid.methods
+    rows = {row_label(method, point): (method, point) for method in grid.methods
             for point in ({k: v for k, v in p.items() if k in shown} for p in grid.points())}
     for selector in grid.paper.rows:
         try:
@@ -300,8 +348,3 @@ def _check_paper_rows(grid: Grid, source: str) -> None:
         chosen = [selector for selector in grid.paper.rows if _selects(selector, method, point)]
         if len(chosen) > 1:
             raise ConfigError(f"{source}: paper rows {chosen} all select the row {label!r}")
-
-
-def _row_label(method: str, point: dict[str, Any]) -> str:
-    """As the report labels a row: `paper [loss.alpha=0.3, loss.beta=0.1]`, or `paper` at no point."""
-    return f"{method} [{', '.join(f'{k}={v}' for k, v in point.items())}]" if point else method

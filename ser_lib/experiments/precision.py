@@ -76,7 +76,7 @@ def variance_components(deltas: pd.Series, units: list[pd.Series]) -> dict:
 def plan(pairs: pd.DataFrame, folds_per_draw: int, draws: bool, trials_at_once: int | None = None,
          targets: tuple[float, ...] = TARGETS) -> dict:
     """The precision plan of one paired Δ. `pairs`: a row's folds matched with its reference's, as
-    `report._paired` joins them (columns `ua`, `ua_ref`, `wa`, `wa_ref`, the unit keys, `seed`,
+    `report_stats._paired` joins them (columns `ua`, `ua_ref`, `wa`, `wa_ref`, the unit keys, `seed`,
     optionally `trial_seconds` and `trial_seconds_ref`). `folds_per_draw`: the folds of one corpus
     (the sweep's); `draws`: whether more units can come from more corpus draws. Per metric: the Δ
     and the SD over units, the half-width, the variance components, and per target half-width the

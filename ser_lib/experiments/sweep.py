@@ -40,7 +40,7 @@ from ..config import Config, config_from_dict
 from ..data.labels import load_partition
 from ..errors import ConfigError, SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
-from ..train.folds import fold_names
+from ..data.folds import fold_names
 from .corpora import corpus_label, run_manifests
 from .grid import Grid, Run, load_grid
 from .jobs import (DEFAULT_TRIALS_PER_WORKER, FoldBaseline, check_trials_per_worker, group_jobs, pending_trials,
@@ -147,7 +147,7 @@ def train_trial(spec: dict[str, Any], job: dict[str, int] | None = None) -> dict
 
     from ..data.cache import FeatureCache
     from ..runtime import apply_threads, describe_machine
-    from ..train.folds import make_folds
+    from ..data.folds import make_folds
     from ..train.loso import train_any_fold
 
     config = config_from_dict(spec["config"], source=f"trial {spec['run']}/{spec['speaker']}")

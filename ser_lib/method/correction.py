@@ -20,15 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import CorrectionConfig
-from ..errors import ConfigError
-
-
-def check_alpha(alpha: float) -> float:
-    """α must be a number in [0, 1]; α = 0 disables correction."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"loss.alpha must be a number in [0, 1], got {alpha!r}")
-    return float(alpha)
+from ..config import CorrectionConfig, check_alpha
 
 
 def check_label_batch(y_soft: torch.Tensor, ambiguous: torch.Tensor) -> None:
@@ -98,29 +90,3 @@ def correct_labels(
     blended = (1.0 - alpha) * y_soft + alpha * y_pred
     return torch.where(rows.unsqueeze(1), blended, y_soft)
 
-
-def reweighting_identity(logits: torch.Tensor, y_soft: torch.Tensor, alpha: float,
-                         class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The book's "Which y_s eq. 6 corrects" (book/method/choices.md), numerically: with y_g the step's own detached prediction, the
-    gradient of eq. 7 with the corrected target (eq. 6) on logit m is
-
-        (1 - α) · g_0 + α · p_m · (Σ_k w_k p_k - w_m),
-
-    g_0 the gradient with the uncorrected target: correction only rescales an ambiguous row's
-    cross-entropy gradient, plus a pull towards the low-weight classes when class weights are
-    used. Returns both sides, computed independently (autograd vs the formula), per row.
-    """
-    from .losses import soft_cross_entropy
-
-    rows = torch.ones(len(y_soft), dtype=torch.bool)
-    weights = torch.ones(y_soft.shape[1], dtype=logits.dtype) if class_weights is None else class_weights
-
-    def gradient(target_alpha: float) -> torch.Tensor:
-        z = logits.detach().clone().requires_grad_(True)
-        target = correct_labels(y_soft, torch.softmax(z, -1), target_alpha, rows)
-        soft_cross_entropy(z, target, weights).sum().backward()
-        return z.grad
-
-    probs = torch.softmax(logits.detach(), -1)
-    extra = probs * ((weights * probs).sum(-1, keepdim=True) - weights)
-    return {"autograd": gradient(alpha), "formula": (1 - alpha) * gradient(0.0) + alpha * extra}

@@ -1,6 +1,7 @@
 """Losses: weighted soft cross-entropy (eq. 7), enhanced inter-class difference loss
-(eqs. 9-10), their joint use on clear and ambiguous samples (eq. 11), and the binary
-inter-class difference loss of the multi-label baseline (Li et al., 2023).
+(eqs. 9-10), their joint use on clear and ambiguous samples (eq. 11), the binary
+inter-class difference loss of the multi-label baseline (Li et al., 2023), and the identity that
+shows what correction does to eq. 7's gradient (`reweighting_identity`, for notebook 06).
 
 Every loss function returns one value per sample, shape [B]; only `joint_loss` reduces,
 as the mean over the batch of each sample's summed terms.
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import CorrectionConfig, LossConfig
+from ..config import CorrectionConfig, LossConfig, check_beta, check_ic_form
 from ..errors import ConfigError
 from .correction import check_label_batch, correct_labels, correction_alpha
 
@@ -95,16 +96,14 @@ def inter_class_margins(probs: torch.Tensor, targets: torch.Tensor, beta: float,
     """
     if probs.shape != targets.shape or probs.ndim != 2:
         raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} must both be [B, K]")
-    if beta < 0:
-        raise ConfigError(f"loss.beta must be >= 0, got {beta!r}")
+    check_beta(beta)
+    check_ic_form(form)
     y = targets.to(probs.dtype)
     negative_margin = ((1.0 - y) * (probs + beta)).unsqueeze(2)  # [B, j, 1]
     if form == "eq10":
         positive_mass = y.unsqueeze(2) * probs.unsqueeze(1)  # [B, j, k]: y_ij · p_ik
-    elif form == "eq16":
+    else:  # "eq16"
         positive_mass = (y * probs).unsqueeze(1)  # [B, 1, k]: y_ik · p_ik
-    else:
-        raise ConfigError(f"loss.ic_form must be 'eq10' or 'eq16', got {form!r}")
     return torch.clamp(negative_margin - positive_mass, min=0.0)
 
 
@@ -141,8 +140,7 @@ def binary_inter_class_difference(logits: torch.Tensor, multi_hot: torch.Tensor,
     """
     if logits.shape != multi_hot.shape or logits.ndim != 2:
         raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(multi_hot.shape)} must both be [B, K]")
-    if beta < 0:
-        raise ConfigError(f"loss.beta must be >= 0, got {beta!r}")
+    check_beta(beta)
     probs = torch.sigmoid(_full_precision(logits))
     is_label = (multi_hot > 0.5).to(probs.dtype)
     pair_mask = (1.0 - is_label).unsqueeze(2) * is_label.unsqueeze(1)  # [B, j non-label, k label]
@@ -269,3 +267,28 @@ class JointLoss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return joint_loss(logits, y_soft, ambiguous, self.config, self.class_weights, self.correction,
                           self.epoch, self.max_epochs)
+
+
+def reweighting_identity(logits: torch.Tensor, y_soft: torch.Tensor, alpha: float,
+                         class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The book's "Which y_s eq. 6 corrects" (book/method/choices.md), numerically: with y_g the
+    step's own detached prediction, the gradient of eq. 7 with the corrected target (eq. 6) on logit m is
+
+        (1 - α) · g_0 + α · p_m · (Σ_k w_k p_k - w_m),
+
+    g_0 the gradient with the uncorrected target: correction only rescales an ambiguous row's
+    cross-entropy gradient, plus a pull towards the low-weight classes when class weights are
+    used. Returns both sides, computed independently (autograd vs the formula), per row.
+    """
+    rows = torch.ones(len(y_soft), dtype=torch.bool)
+    weights = torch.ones(y_soft.shape[1], dtype=logits.dtype) if class_weights is None else class_weights
+
+    def gradient(target_alpha: float) -> torch.Tensor:
+        z = logits.detach().clone().requires_grad_(True)
+        target = correct_labels(y_soft, torch.softmax(z, -1), target_alpha, rows)
+        soft_cross_entropy(z, target, weights).sum().backward()
+        return z.grad
+
+    probs = torch.softmax(logits.detach(), -1)
+    extra = probs * ((weights * probs).sum(-1, keepdim=True) - weights)
+    return {"autograd": gradient(alpha), "formula": (1 - alpha) * gradient(0.0) + alpha * extra}

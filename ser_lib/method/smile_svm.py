@@ -32,7 +32,7 @@ from ..data.cache import FeatureCache
 from ..data.inputs import optional_float
 from ..data.labels import CLEAR
 from ..errors import ConfigError
-from ..train.folds import Fold, split_frame
+from ..data.folds import Fold, split_frame
 
 
 def smile_functionals(path: Path, start: float | None, end: float | None, config: Config,

@@ -6,7 +6,7 @@
 - "plurality": every sample, an ambiguous one with the one-hot label of its most-voted class
   (a tie goes to the class listed first in data.classes);
 - "dawid-skene", "mace": every sample, an ambiguous one with the soft label a label aggregation
-  model infers from who gave which label (`method.aggregation`, applied by `train.folds.prepare_fold`,
+  model infers from who gave which label (`method.aggregation`, applied by `train.fold_data.prepare_fold`,
   which knows the fold's annotator labels).
 
 Validation and test sets are never changed: they are clear samples with consensus labels.

@@ -30,10 +30,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
+# Private helpers, kept: what they draw from numpy's global RNG is wav2vec 2.0's masking and
+# sampling, and Wav2Vec2Model draws its own SpecAugment masks with the first. pyproject.toml bounds
+# transformers below 6; tests/test_pretrain.py pins their output for a seed.
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
 from ..config import PretrainConfig
-from .temporal import normalize_waveform
+from .temporal import frame_lengths, normalize_waveform
+from .temporal import frame_mask as valid_frames
 
 # Collapse thresholds, on the last logged window of a run.
 COLLAPSED_LOSS = 1e-3  # a loss this small means the task became trivial
@@ -55,8 +59,9 @@ class _Objective(nn.Module):
     encoder: Wav2Vec2Model
 
     def frame_mask(self, sample_mask: torch.Tensor) -> torch.Tensor:
-        num_frames = int(self.encoder._get_feat_extract_output_lengths(torch.tensor(sample_mask.shape[1])))
-        return self.encoder._get_feature_vector_attention_mask(num_frames, sample_mask.long()).bool()
+        """[B, frames] bool: the valid frames of the conv feature encoder's output, where masks apply."""
+        num_frames = int(frame_lengths(self.encoder.config, sample_mask.shape[1]))
+        return valid_frames(self.encoder.config, sample_mask, num_frames)
 
     def inputs(self, waveform: torch.Tensor, sample_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The normalised waveform and the attention mask the temporal branch would pass (none for a

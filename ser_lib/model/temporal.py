@@ -43,13 +43,32 @@ def receptive_field(config: Wav2Vec2Config) -> int:
     return size
 
 
-def frame_lengths(config: Wav2Vec2Config, sample_lengths: torch.Tensor) -> torch.Tensor:
+def frame_lengths(config: Wav2Vec2Config, sample_lengths: torch.Tensor, adapter: bool = False) -> torch.Tensor:
     """Frames the conv feature encoder makes of each length in samples (unpadded convolutions:
-    floor((L - kernel) / stride) + 1 per layer; 50 frames/s for wav2vec2 at 16 kHz)."""
+    floor((L - kernel) / stride) + 1 per layer; 50 frames/s for wav2vec2 at 16 kHz). With
+    `adapter`, then the frames left after the encoder's adapter (`config.add_adapter`): each of its
+    layers strides by `adapter_stride` with padding, floor((L - 1) / stride) + 1.
+
+    What transformers' private `Wav2Vec2Model._get_feat_extract_output_lengths` computes
+    (tests/test_model.py compares them)."""
     lengths = torch.as_tensor(sample_lengths).long()
     for kernel, stride in zip(config.conv_kernel, config.conv_stride):
         lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    if adapter:
+        for _ in range(config.num_adapter_layers):
+            lengths = torch.div(lengths - 1, config.adapter_stride, rounding_mode="floor") + 1
     return lengths
+
+
+def frame_mask(config: Wav2Vec2Config, sample_mask: torch.Tensor, num_frames: int,
+               adapter: bool = False) -> torch.Tensor:
+    """[B, num_frames] bool, True on each row's valid encoder frames: the first
+    `frame_lengths(valid samples)` of them (`sample_mask` [B, samples], valid samples first).
+
+    What transformers' private `Wav2Vec2Model._get_feature_vector_attention_mask` computes for rows
+    of at least one frame (tests/test_model.py compares them); for a row shorter than one frame it
+    would unmask the whole row, here none (`TemporalBranch` pads such rows to one frame)."""
+    return time_mask(frame_lengths(config, sample_mask.sum(-1), adapter), num_frames)
 
 
 class LayerWeightedSum(nn.Module):
@@ -168,12 +187,12 @@ class TemporalBranch(nn.Module):
             hidden = self.encoder(x, attention_mask=sample_mask if self.uses_attention_mask else None).last_hidden_state
         else:
             hidden = self._encode_front_end(front_end_features, sample_mask)
-        return hidden, self.encoder._get_feature_vector_attention_mask(hidden.shape[1], sample_mask)
+        return hidden, frame_mask(self.encoder.config, sample_mask, hidden.shape[1],
+                                  adapter=bool(self.encoder.config.add_adapter))
 
     def _sample_mask(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # An item shorter than one encoder frame (25 ms) is read with enough of its zero
-        # padding to make one frame; Hugging Face's mask helper would otherwise unmask the
-        # whole row.
+        # padding to make one frame; it would otherwise have no valid frame to pool.
         lengths = check_lengths(lengths, waveform.shape[1], "waveform_lengths", waveform.device)
         lengths = lengths.clamp(min=min(self.min_samples, waveform.shape[1]))
         return time_mask(lengths, waveform.shape[1]).long()
@@ -219,19 +238,22 @@ class TemporalBranch(nn.Module):
             x = pad_sequence([waveforms[i] for i in chunk], batch_first=True).to(device)
             mask = self._sample_mask(x, torch.tensor([len(waveforms[i]) for i in chunk], device=device))
             out = self.encoder.feature_extractor(normalize_waveform(x, mask)).transpose(1, 2).float().cpu()
-            frames = self.encoder._get_feat_extract_output_lengths(mask.sum(1)).tolist()
+            frames = frame_lengths(self.encoder.config, mask.sum(1)).tolist()
             for row, i in enumerate(chunk):
                 features[i] = out[row, : frames[row]].clone()
         return features
 
     def _encode_front_end(self, features: torch.Tensor, sample_mask: torch.Tensor) -> torch.Tensor:
         """`Wav2Vec2Model.forward` after its feature extractor (transformers 5): projection,
-        SpecAugment time masking in training, the transformer layers."""
+        SpecAugment time masking in training, the transformer layers.
+
+        The masking is transformers' private `_mask_hidden_states`, as `forward` calls it, so both
+        paths draw the same masks from numpy's RNG; pyproject.toml bounds transformers below 6 and
+        tests/test_model.py checks this path against `forward` in training."""
         encoder = self.encoder
         attention_mask = None
         if self.uses_attention_mask:
-            attention_mask = encoder._get_feature_vector_attention_mask(features.shape[1], sample_mask,
-                                                                        add_adapter=False)
+            attention_mask = frame_mask(encoder.config, sample_mask, features.shape[1])
         hidden, _ = encoder.feature_projection(features)
         hidden = encoder._mask_hidden_states(hidden, attention_mask=attention_mask)
         hidden = encoder.encoder(hidden, attention_mask=attention_mask).last_hidden_state

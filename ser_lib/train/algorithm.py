@@ -37,7 +37,8 @@ from ..method.losses import inverse_frequency_weights
 from ..model import SERModel, TemporalClassifier, save_model
 from ..runtime import seed_all, select_device
 from .evaluate import Predictions, predict
-from .folds import Fold, FoldData, prepare_fold
+from ..data.folds import Fold
+from .fold_data import FoldData, prepare_fold
 from .frozen import attach_hidden_states
 from .stage import StageProgress, StageRunner
 from .stage1_store import Stage1Store, stage1_identity
@@ -57,13 +58,13 @@ def class_weights_for(samples: list[Sample], config: Config, num_classes: int) -
     return inverse_frequency_weights(clear_class_counts(samples, num_classes), num_classes, counts=True)
 
 
-def freeze_front_end(temporal, data: FoldData, device) -> None:
+def freeze_front_end(temporal, samples: list[Sample], device) -> None:
     """Fix wav2vec2's convolutional front end (model.freeze_feature_encoder) and compute its
-    output for every segment of the fold once: it cannot change, so no epoch recomputes it.
-    Stage 2 inherits the frozen front end with the rest of the temporal branch."""
+    output for every sample once (`Sample.front_end`; training passes every segment of the
+    fold): it cannot change, so no epoch recomputes it. Stage 2 inherits the frozen front end
+    with the rest of the temporal branch."""
     temporal.encoder.freeze_feature_encoder()
     temporal.to(device)
-    samples = data.every_sample
     for sample, features in zip(samples, temporal.front_end([s.waveform for s in samples])):
         sample.front_end = features
 
@@ -92,7 +93,7 @@ def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str |
         if config.model.encoder_mode == "frozen":
             attach_hidden_states(stage1_model.temporal, data, cache, device, progress)
         elif config.model.freeze_feature_encoder:
-            freeze_front_end(stage1_model.temporal, data, device)
+            freeze_front_end(stage1_model.temporal, data.every_sample, device)
         if config.train.stage1_max_epochs > 0:
             stage1, stage1_reused = _stage1(config, fold, data, stage1_model, weights, device, fold_dir, resume,
                                             progress, on_epoch_end)
@@ -192,15 +193,13 @@ def _divergences_to_truth(store: LabelStore, runner: StageRunner, data: FoldData
     ambiguous = data.train_ambiguous
     if not ambiguous or any(s.true is None for s in ambiguous) or not store.epochs:
         return {}
-    ids = [s.sample_id for s in ambiguous]
+    divergences = store.divergences().loc[[s.sample_id for s in ambiguous]]
     true = torch.stack([s.true for s in ambiguous]).numpy()
-    observed = torch.stack([s.y_soft for s in ambiguous]).numpy()
-    final = store.final("corrected").loc[ids].to_numpy()
     predicted = predict(runner.model, ambiguous, config, runner.device)
     by_utt = {u: p for u, p in zip(predicted.utt_ids, predicted.probs)}
     predicted_rows = np.stack([by_utt[s.utt_id] for s in ambiguous])
     return {
-        "js_observed_to_true": float(js_divergence(observed, true).mean()),
-        "js_corrected_to_true": float(js_divergence(final, true).mean()),
+        "js_observed_to_true": float(divergences["js_observed_to_true"].to_numpy().mean()),
+        "js_corrected_to_true": float(divergences["js_corrected_to_true"].to_numpy().mean()),
         "js_pred_to_true": float(js_divergence(predicted_rows, true).mean()),
     }

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..data.cache import FeatureCache, canonical_json, state_digest, tensor_digest
 from ..model.temporal import TemporalBranch
-from .folds import FoldData
+from .fold_data import FoldData
 
 KIND = "hidden_states"
 

@@ -21,7 +21,7 @@ from ..data.cache import FeatureCache
 from ..data.labels import load_partition
 from ..runtime import apply_threads
 from .algorithm import train_fold
-from .folds import Fold, make_folds
+from ..data.folds import Fold, make_folds
 
 
 def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, resume: bool = False,

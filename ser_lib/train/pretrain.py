@@ -7,7 +7,7 @@ the loss history, throughput, the collapse check) and `pretraining_curves.png`.
 Sources: manifests (labels and votes ignored) and audio folders. A manifest with vote columns
 belongs to an evaluation corpus, and pretraining on it is task-adaptive pretraining: it is refused
 unless asked for (`task_adaptive=True`, `ser pretrain --task-adaptive`), and recorded as such. With
-no source, the generated pretraining speech (`synth_unlabelled`, `pretrain.hours`) is used, made
+no source, the generated pretraining speech (`synth.unlabelled`, `pretrain.hours`) is used, made
 first if missing.
 
 A run checkpoints atomically every `pretrain.checkpoint_every` steps (model, optimiser, schedule,
@@ -36,7 +36,8 @@ from ..errors import ConfigError, SerError, TrainingError
 from ..files import atomic_write_json
 from ..model.encoder import NAMED_ENCODERS, build_encoder
 from ..model.pretraining import build_objective, collapse_reasons
-from ..runtime import load_checkpoint, rng_state, save_checkpoint, seed_all, select_device, set_rng_state
+from ..runtime import (load_checkpoint, matmul_peak_gflops, rng_state, save_checkpoint, seed_all, select_device,
+                       set_rng_state)
 
 DEFAULT_SPEECH_DIR = Path("data/pretrain-speech")
 STATE_FILE = "pretraining_state.pt"
@@ -91,7 +92,7 @@ def collect_sources(manifests: list[Path], audio_dirs: list[Path], task_adaptive
 
 def default_speech(config: Config, progress: bool) -> Path:
     """The generated pretraining speech's manifest, generated when missing."""
-    from ..data.corpora.synth_unlabelled import synthesize_unlabelled
+    from ..data.corpora.synth import synthesize_unlabelled
 
     manifest = DEFAULT_SPEECH_DIR / "manifest.csv"
     if not manifest.is_file():
@@ -277,8 +278,6 @@ def _progress_keys(objective: str) -> tuple[str, ...]:
 
 def _throughput(flops_per_step: int, steps: int, wall: float, device: torch.device) -> dict:
     """Achieved FLOP/s of the run against this machine's dense fp32 matmul peak (`ser bench`'s)."""
-    from ..analysis.efficiency import matmul_peak_gflops
-
     achieved = flops_per_step * steps / wall / 1e9
     peak = matmul_peak_gflops("fp32", device)
     return {"flops_per_step": flops_per_step, "achieved_gflops": achieved, "matmul_peak_gflops_fp32": peak,

@@ -31,7 +31,7 @@ from ..method.losses import JointLoss
 from ..runtime import (autocast, grad_scaler, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                        to_device)
 from .evaluate import evaluate
-from .folds import FoldData
+from .fold_data import FoldData
 
 
 @dataclass

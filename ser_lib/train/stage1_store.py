@@ -39,7 +39,8 @@ from ..data.samples import Sample
 from ..errors import TrainingError
 from ..files import project_path
 from ..runtime import autocast_dtype, load_checkpoint, save_checkpoint
-from .folds import Fold, FoldData
+from ..data.folds import Fold
+from .fold_data import FoldData
 from .stage import StageProgress
 
 # Bump when what an entry holds, or how stage 1 trains, changes: old entries then miss.

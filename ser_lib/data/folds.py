@@ -21,8 +21,8 @@ picks the scheme.
 
 `split_frame` turns a fold into the rows of a partition table (`ser_lib.data.labels.partition`):
 training uses clear and ambiguous samples of the training speakers, validation and test use
-clear samples only, and dropped samples are never used. `prepare_fold` turns those rows into
-the fold's segments (`FoldData`).
+clear samples only, and dropped samples are never used. `train.fold_data.prepare_fold` turns
+those rows into the fold's segments.
 """
 
 from __future__ import annotations
@@ -32,14 +32,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..config import Config, EvalConfig
-from ..data.cache import FeatureCache
-from ..data.labels import AMBIGUOUS, CLEAR
-from ..data.samples import Sample, build_samples
+from ..config import EvalConfig
 from ..errors import ConfigError, ManifestError
-from ..data.annotations import ANNOTATIONS_CSV, read_annotations
-from ..method.aggregation import AGGREGATORS, aggregated_soft_labels, with_aggregated_labels
-from ..method.targets import training_targets
+from .labels import AMBIGUOUS, CLEAR
 
 
 @dataclass(frozen=True)
@@ -272,17 +267,6 @@ def split_frame(parted: pd.DataFrame, fold: Fold) -> dict[str, pd.DataFrame]:
     return {name: _with_attrs(frame, parted) for name, frame in splits.items()}
 
 
-def annotator_labels(parted: pd.DataFrame, method: str) -> pd.DataFrame:
-    """The annotations beside the partition's manifest; a corpus without them is refused."""
-    manifest = parted.attrs.get("source", "")
-    annotations = read_annotations(manifest, set(parted["utt_id"])) if manifest else None
-    if annotations is None:
-        raise ConfigError(f"data.train_targets={method} aggregates annotators, but {manifest or 'this corpus'} has no "
-                          f"{ANNOTATIONS_CSV} beside it (who gave which label); `ser synth` and "
-                          "`ser manifest iemocap` write one")
-    return annotations
-
-
 def _check_splits(parted: pd.DataFrame, fold: Fold, splits: dict[str, pd.DataFrame]) -> None:
     source = parted.attrs.get("source", "manifest")
     where = f"{source}, fold {fold.name}"
@@ -305,51 +289,3 @@ def _with_attrs(frame: pd.DataFrame, parted: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame.attrs = dict(parted.attrs)
     return frame
-
-
-@dataclass
-class FoldData:
-    """The segments of one fold (see `split_frame`)."""
-
-    train: list[Sample]
-    validation: list[Sample]
-    test: list[Sample]
-    test_ambiguous: list[Sample]
-    classes: tuple[str, ...]
-
-    @property
-    def train_clear(self) -> list[Sample]:
-        return [s for s in self.train if s.subset == CLEAR]
-
-    @property
-    def train_ambiguous(self) -> list[Sample]:
-        return [s for s in self.train if s.subset == AMBIGUOUS]
-
-    @property
-    def every_sample(self) -> list[Sample]:
-        return self.train + self.validation + self.test + self.test_ambiguous
-
-
-def prepare_fold(parted: pd.DataFrame, fold: Fold, config: Config, cache: FeatureCache | None,
-                 progress: bool = True) -> FoldData:
-    splits = split_frame(parted, fold)
-
-    def samples(name: str, subsets) -> list[Sample]:
-        frame = splits[name]
-        if len(frame) == 0:
-            return []
-        return build_samples(frame, config.data, config.features, cache, subsets=subsets, progress=progress)
-
-    train = training_targets(samples("train", (CLEAR, AMBIGUOUS)), config.data.train_targets)
-    if config.data.train_targets in AGGREGATORS:  # fitted on this fold's training utterances only
-        annotations = annotator_labels(parted, config.data.train_targets)
-        train_utterances = set(parted.loc[parted["speaker"].astype(str).isin(fold.train_speakers), "utt_id"])
-        soft = aggregated_soft_labels(annotations, train_utterances, config.data.classes, config.data.train_targets)
-        train = with_aggregated_labels(train, soft)
-    return FoldData(
-        train=train,
-        validation=samples("validation", (CLEAR,)),
-        test=samples("test", (CLEAR,)),
-        test_ambiguous=samples("test_ambiguous", (AMBIGUOUS,)),
-        classes=tuple(parted.attrs["classes"]),
-    )
