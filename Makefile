@@ -23,7 +23,7 @@ demo: $(STAMP)
 # One pytest worker per core (pytest-xdist). A file's tests stay on one worker, so its module
 # fixtures (a sweep, a book build, a JupyterLab) are built once (tests/conftest.py groups them).
 test: $(STAMP)
-	$(PY) -m pytest -n auto --dist loadgroup
+	$(PY) -m pytest -n auto --dist loadgroup --no-loadscope-reorder
 
 # JupyterLab on the notebooks, with the project's kernel registered in .venv ("Python (ser-workbench)").
 # On a shared server: make lab LAB_ARGS="--ip=0.0.0.0 --port=8888" (JupyterLab prints the URL with its token).

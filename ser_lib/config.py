@@ -146,6 +146,21 @@ class LossConfig:
         check_ic_form(self.ic_form)
 
 
+def check_annotator_temperature(temperature: float) -> float:
+    """synth.annotator_temperature, the upper end of the annotators' temperatures: >= 1 (1: every
+    annotator hears the utterance's own mix; higher: noisier)."""
+    if not temperature >= 1.0:  # also refuses NaN
+        raise ConfigError(f"synth.annotator_temperature must be >= 1, got {temperature}")
+    return temperature
+
+
+def check_synth_workers(workers: int) -> int:
+    """synth.workers, the processes that render a corpus: at least 1."""
+    if workers < 1:
+        raise ConfigError(f"synth.workers must be at least 1, got {workers}")
+    return workers
+
+
 # The checks of the loss settings, here once: `LossConfig.validate` runs them on a config, and the
 # functions of `method/`, which can be called without one (notebooks, tests), on their arguments.
 def check_alpha(alpha: float) -> float:
@@ -241,12 +256,10 @@ class SynthConfig:
     def validate(self) -> None:
         if not 0.0 <= self.annotator_confusion <= 1.0:
             raise ConfigError(f"synth.annotator_confusion must be in [0, 1], got {self.annotator_confusion}")
-        if not self.annotator_temperature >= 1.0:
-            raise ConfigError(f"synth.annotator_temperature must be >= 1, got {self.annotator_temperature}")
+        check_annotator_temperature(self.annotator_temperature)
         if self.size not in SYNTH_SIZES:
             raise ConfigError(f"synth.size must be one of {', '.join(SYNTH_SIZES)}, got {self.size!r}")
-        if self.workers < 1:
-            raise ConfigError(f"synth.workers must be at least 1, got {self.workers}")
+        check_synth_workers(self.workers)
 
 
 MODEL_VARIANTS = ("full", "spatial", "temporal", "integrated")

@@ -13,6 +13,7 @@ it is shared by training, inference and benchmarks.
 - `save_checkpoint`, `load_checkpoint`: atomic `torch.save`, `weights_only` loading.
 - `describe_machine`: the processor and the kernels a number came from; bf16 on a CPU takes a
   different oneDNN path per instruction set, so results differ from one CPU model to another.
+- `code_version`: the workbench code a number came from (its git commit, or the package version).
 - `matmul_peak_gflops`: this machine's dense matmul throughput, the yardstick of "% of peak";
   `synchronize`: wait for queued GPU work before reading a clock.
 """
@@ -20,7 +21,10 @@ it is shared by training, inference and benchmarks.
 from __future__ import annotations
 
 import contextlib
+import functools
+import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +116,25 @@ def _cpu_info() -> tuple[str, set[str]]:
         elif key.strip() == "flags" and not flags:
             flags = set(value.split())
     return model or platform.processor() or platform.machine(), flags
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The workbench code a number came from: `git describe --always --dirty` of the checkout that
+    `ser_lib` runs from (a commit, "-dirty" with uncommitted changes), else the installed package's
+    version. A sweep writes it into each fold's trial.json and `ser report` lists it: the same
+    configuration can give other numbers after a change of code (the book's "noise floor" page)."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=10)
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass  # no git: the package version below
+    try:
+        return f"ser-workbench {metadata.version('ser-workbench')} (not a git checkout)"
+    except metadata.PackageNotFoundError:
+        return "unknown (neither a git checkout nor an installed package)"
 
 
 def synchronize(device: torch.device) -> None:

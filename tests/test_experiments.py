@@ -15,6 +15,7 @@ from conftest import ROOT
 from ser_lib.analysis import runs
 from ser_lib.cli import main as ser
 from ser_lib.errors import ConfigError, SerError
+from ser_lib.runtime import code_version
 from ser_lib.experiments.grid import grid_from_dict, load_grid
 from ser_lib.experiments import corpora
 from ser_lib.experiments.report import (Comparison, SweepSummary, along_level, format_report, paired_against,
@@ -176,6 +177,7 @@ def test_sweep_trains_every_trial_into_run_folders(sweep):
             assert (trial["device"], trial["gpu_ids"], trial["finished"]) == ("cpu", [], True) and trial["node_ip"]
             machine = trial["machine"]  # what the report says each number came from
             assert machine["cpu"] and machine["device"] == "cpu" and machine["autocast"] in ("bfloat16", "fp32")
+            assert trial["code"] == code_version()  # and the code it ran
 
 
 def test_a_finished_trial_is_never_run_again(sweep):

@@ -14,6 +14,7 @@ from ser_lib.analysis.paper_numbers import paper_value
 from ser_lib.errors import ConfigError
 from ser_lib.experiments.grid import grid_from_dict, load_grid
 from ser_lib.experiments.report import write_report
+from ser_lib.experiments.report_markdown import paper_beside
 from ser_lib.experiments.sweep import SWEEP_JSON
 
 PAPER = {"table": "VIII", "column": "UA",
@@ -145,3 +146,19 @@ def test_a_list_of_grids_runs_the_union_of_their_points_once_each(tmp_path):
 def test_a_bad_list_of_grids_is_an_error(blocks, extra, message):
     with pytest.raises(ConfigError, match=message):
         grid_from_dict({"name": "bad", "methods": ["paper"], "grid": blocks, **extra})
+
+
+def test_a_committed_report_gets_the_papers_values_beside_its_rows(tmp_path):
+    """`paper_beside` (the book's tables) reads a report.md back and sets the paper's value beside
+    each mapped row, with the report's mean and interval."""
+    tree = beta_grid(paper=PAPER)
+    write_report(write_sweep(tmp_path / "sweep", tree), figures_dir=None)
+    lines = paper_beside(grid_from_dict(tree), tmp_path / "sweep" / "report.md")
+    assert lines[0] == ("| report row | workbench UA (%) | runs | paper UA (%) | the paper's row (Table VIII) |")
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    written = {row[0]: row for row in results_table((tmp_path / "sweep" / "report.md").read_text())[1:]}
+    assert set(rows) == {"paper [loss.beta=0.1]", "paper [loss.beta=0.3]"}  # soft-static has no paper row
+    for label, (ours, runs_cell, value, paper_row) in rows.items():
+        mean = written[label][2].split(" ± ")[0]  # the report's UA cell: mean ± std [low, high]
+        assert ours == f"{float(mean):.1f}" and runs_cell == "2"  # no interval below 3 runs, as in the report
+        assert value == f"{paper_value('VIII', paper_row, 'UA'):.1f}" and paper_row == PAPER["rows"][label]

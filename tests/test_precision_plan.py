@@ -169,3 +169,24 @@ def test_a_sweep_without_trial_seconds_says_not_recorded(tmp_path, monkeypatch):
     markdown = format_report(SweepSummary(state["grid"], note="n", concurrency=concurrency, precision=plans))
     assert "| 18 / 64 | 4 / 13 | not recorded / not recorded |" in markdown
     assert "did not record trial_seconds" in markdown
+
+
+def test_the_report_lists_the_code_versions_behind_its_folds(tmp_path, monkeypatch):
+    """Two code versions (`runtime.code_version` in trial.json) are listed with their folds; folds
+    from before the version was recorded count as such."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    sweep = write_sweep(tmp_path / "sweep")
+    trials = sorted(sweep.glob("*/*/seed-*/fold-*/trial.json"))
+    for i, path in enumerate(trials):
+        trial = json.loads(path.read_text())
+        if i % 4:  # one fold in four keeps no version
+            trial["code"] = "0123456789ab" if i < len(trials) // 2 else "ba9876543210-dirty"
+        path.write_text(json.dumps(trial))
+    write_report(sweep, figures_dir=None)
+    line = next(l for l in (sweep / "report.md").read_text().splitlines() if l.startswith("Code (folds"))
+    counts = {version: sum(1 for i in range(len(trials)) if i % 4 and (i < len(trials) // 2) == (version == "0123456789ab"))
+              for version in ("0123456789ab", "ba9876543210-dirty")}
+    for version, count in counts.items():
+        assert f"{count} with {version}" in line
+    assert f"{len(trials) // 4} with no recorded version" in line
+    assert json.loads((sweep / "report.json").read_text())["code"]["0123456789ab"] == counts["0123456789ab"]

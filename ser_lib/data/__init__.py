@@ -1,2 +1,3 @@
-"""Data (§III-B, §V-C): manifests, labels and the partition, audio, filterbanks, the one
-utterance → model inputs recipe, the feature cache, training samples and batches, corpora."""
+"""Data (§III-B, §V-A, §V-C): manifests, labels and the partition, LOSO and K-fold folds, audio,
+filterbanks, the one utterance → model inputs recipe, the feature cache, training samples and
+batches, corpora."""

@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.metrics import MIN_PAIRS_FOR_CI
+from ..analysis.paper_numbers import paper_value
 from ..analysis.results import markdown_table
 from . import precision
-from .report_stats import (METRICS, NOT_RECORDED, Score, SweepSummary, grid_matrix, plan_rows, shown_keys)
+from .grid import Grid, row_label
+from .report_stats import (CODE_NOT_RECORDED, METRICS, NOT_RECORDED, Score, SweepSummary, grid_matrix, plan_rows, shown_keys)
 
 PAPER_SETUP = "IEMOCAP with wav2vec2-base-960h, a 94.4 M-parameter encoder"  # where the paper's numbers come from
 
@@ -47,6 +49,9 @@ def format_report(summary: SweepSummary, figure_names: Sequence[str] = ()) -> st
         lines += ["", "Machines (folds trained on each): "
                   + "; ".join(f"{count} {'' if label == NOT_RECORDED else 'on '}{label}"
                               for label, count in summary.machines.items()) + "."]
+    if set(summary.code) - {CODE_NOT_RECORDED}:  # sweeps from before the code version was recorded leave it out
+        lines += ["", "Code (folds trained with each version, `git describe` of the checkout): "
+                  + "; ".join(f"{count} with {version}" for version, count in summary.code.items()) + "."]
     if figure_names:
         lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figure_names)]
     return "\n".join(lines) + "\n"
@@ -238,3 +243,33 @@ def _table_cells(line: str) -> list[str]:
 
 def _number(value, digits: int) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def paper_beside(grid: Grid, report_path: str | Path) -> list[str]:
+    """Lines of a Markdown table: each row of a committed report (`figures/NAME_report.md`) that
+    the grid's `paper:` maps, its mean and interval beside the paper's value (`paper_numbers`).
+    For the book: reports committed before the results table carried a paper column get one here,
+    from the same data file."""
+    paper = grid.paper
+    if paper is None:
+        raise ValueError(f"grid {grid.name!r} declares no paper table")
+    key = next((key for key, title in METRICS if title == paper.column), None)
+    if key is None:
+        raise ValueError(f"grid {grid.name!r}: the report has no column {paper.column!r}")
+    results = read_results_table(report_path)
+    shown = shown_keys(grid.to_dict())
+    body = []
+    for method in grid.methods:
+        for point in dict.fromkeys(tuple((k, p[k]) for k in shown) for p in grid.points()):
+            point = dict(point)
+            paper_row, label = paper.row(method, point), row_label(method, point)
+            if paper_row is None or label not in results.index:
+                continue
+            ours = results.loc[label]
+            interval = ("" if np.isnan(ours[f"{key}_ci_low"])
+                        else f" [{ours[f'{key}_ci_low']:.1f}, {ours[f'{key}_ci_high']:.1f}]")
+            body.append([label, f"{ours[key]:.1f}{interval}", str(int(ours["runs"])),
+                         f"{paper_value(paper.table, paper_row, paper.column):.1f}", paper_row])
+    header = ["report row", f"workbench {paper.column} (%)", "runs", f"paper {paper.column} (%)",
+              f"the paper's row (Table {paper.table})"]
+    return markdown_table(header, body)

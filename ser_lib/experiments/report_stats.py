@@ -31,6 +31,7 @@ JS_COLUMNS = (("js_corrected_to_true", "js_train_to_true"), ("js_pred_to_true", 
 REFERENCES = ("paper", "soft-static")
 ALONG_REFERENCE = "soft-static"  # what the Δ along a noise level compares every method with
 NOT_RECORDED = "not recorded (trained before trial.json held the machine)"
+CODE_NOT_RECORDED = "no recorded version (trained before trial.json held it)"
 DEPENDENCE_NOTE = ("Intervals and p-values treat every fold × seed as one observation. The seeds of one fold share "
                    "their test speakers, so these are somewhat optimistic; the per-fold points in the figures show "
                    "the spread behind each mean.")
@@ -122,6 +123,7 @@ class SweepSummary:
     trials: dict | None = None  # finished trials and those in the grid
     note: str = ""
     machines: dict[str, int] = field(default_factory=dict)  # machine label -> folds trained on it
+    code: dict[str, int] = field(default_factory=dict)  # code version (`runtime.code_version`) -> folds
     along: dict | None = None  # `along_level`
     paper: dict | None = None  # `paper_column`
     concurrency: dict | None = None  # `precision.concurrency`
@@ -132,7 +134,7 @@ class SweepSummary:
                "methods": {row.label: row.to_json() for row in self.rows},
                "paired": {section.title: section.rows for section in self.paired},
                "expected_folds": self.expected_folds, "trials": self.trials, "note": self.note,
-               "machines": self.machines}
+               "machines": self.machines, "code": self.code}
         if self.along is not None:
             out["along"] = self.along
         if self.paper is not None:
@@ -169,6 +171,7 @@ def _fold_row(run: dict, fold: Path, grid: dict) -> dict:
     row.update({key: record.get(key) for key, _ in METRICS})
     row.update({name: record.get(key) for key, name in JS_COLUMNS})
     row.update(train_seconds=record.get("train_seconds"), machine=machine_label(trial),
+               code=trial.get("code") or CODE_NOT_RECORDED,
                trial_seconds=trial.get("trial_seconds"), host=trial.get("hostname"), device=trial.get("device"))
     row.update(row=row_label(run["method"], shown), point_values=shown)
     return row
@@ -409,6 +412,6 @@ def summarize_sweep(sweep_dir: str | Path, state: dict, frame: pd.DataFrame) -> 
         grid=grid, sweep=str(sweep_dir), rows=rows, paired=paired, expected_folds=len(speakers),
         trials={"finished": len(frame), "in_grid": len(state["runs"]) * len(speakers)},
         note=DRAWS_NOTE.format(key=grid["draws"]) if grid.get("draws") else DEPENDENCE_NOTE,
-        machines=frame["machine"].value_counts().to_dict(), along=along_level(frame, paired, grid),
+        machines=frame["machine"].value_counts().to_dict(), code=frame["code"].value_counts().to_dict(), along=along_level(frame, paired, grid),
         paper=paper_column(grid["paper"], rows) if grid.get("paper") else None,
         concurrency=concurrency, precision=plans)

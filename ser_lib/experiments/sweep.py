@@ -146,7 +146,7 @@ def train_trial(spec: dict[str, Any], job: dict[str, int] | None = None) -> dict
     import torch
 
     from ..data.cache import FeatureCache
-    from ..runtime import apply_threads, describe_machine
+    from ..runtime import apply_threads, code_version, describe_machine
     from ..data.folds import make_folds
     from ..train.loso import train_any_fold
 
@@ -162,7 +162,7 @@ def train_trial(spec: dict[str, Any], job: dict[str, int] | None = None) -> dict
     started = time.perf_counter()
     machine = describe_machine(torch.device(config.runtime.device), config.runtime.precision)
     where = {**node, "gpu_ids": granted, "device": config.runtime.device, "machine": machine,
-             **(job or {"job": None, "job_position": 1, "job_folds": 1})}
+             "code": code_version(), **(job or {"job": None, "job_position": 1, "job_folds": 1})}
     runs.write_trial_info(fold_dir, {**where, "finished": False})
     record = train_any_fold(config, parted, fold, fold_dir, FeatureCache(config.cache_dir), resume=True,
                             progress=False)

@@ -1,1 +1,2 @@
-"""Training and evaluation: Algorithm 1 for one fold, its stages, LOSO folds and runs."""
+"""Training and evaluation: Algorithm 1 for one fold, a fold's data, its stages and checkpoints, a
+LOSO run over folds, and pretraining."""

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ....config import OTHER, DataConfig, SynthConfig
-from ....errors import ConfigError
+from ....config import OTHER, DataConfig, SynthConfig, check_synth_workers
 from ...annotations import write_annotations
 from ...manifest import write_manifest
 from .annotators import annotator_id
@@ -40,8 +39,7 @@ def synthesize_corpus(
     larger corpus that the new one lacks are removed. `per_speaker` overrides the size's
     number of utterances per speaker.
     """
-    if workers < 1:
-        raise ConfigError(f"synth workers must be at least 1, got {workers}")
+    check_synth_workers(workers)
     out_dir = Path(out_dir)
     utterances = plan_corpus(seed, size, per_speaker, annotator_temperature, annotator_confusion)
     manifest_path = out_dir / "manifest.csv"

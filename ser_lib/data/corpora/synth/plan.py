@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....config import SYNTH_SIZES, SynthConfig
+from ....config import SYNTH_SIZES, SynthConfig, check_annotator_temperature
 from ....errors import ConfigError
 from .annotators import Annotator, annotate, session_pool
 from .emotions import DOMINANT_SHARE, arousal, blend_prosody, target_classes, true_distribution
@@ -52,8 +52,7 @@ def plan_corpus(
     `annotator_temperature` is the upper end of the annotators' temperatures and
     `annotator_confusion` the share each annotator moves from one class to another (`SynthConfig`).
     """
-    if not annotator_temperature >= 1.0:
-        raise ConfigError(f"synth.annotator_temperature must be >= 1, got {annotator_temperature}")
+    check_annotator_temperature(annotator_temperature)
     classes = target_classes()
     per_speaker = _utterances_per_speaker(size, per_speaker)
     utterances = []
