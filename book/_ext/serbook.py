@@ -257,6 +257,83 @@ def paper_page() -> str:
     return "\n".join(out) + "\n"
 
 
+def beside_pages() -> dict[Path, str]:
+    """For each shipped grid that declares the paper's table it reproduces and has a committed
+    report (figures/NAME_report.md): its rows beside the paper's values, `_generated/beside/NAME.md`."""
+    from ser_lib.experiments.grid import load_grid
+    from ser_lib.experiments.report_markdown import paper_beside
+
+    pages = {}
+    for path in sorted((REPO / "grids").glob("*.yaml")):
+        grid, report = load_grid(path), REPO / "figures" / f"{path.stem}_report.md"
+        if grid.paper is not None and report.exists():
+            lines = paper_beside(grid, report)
+            pages[GENERATED / "beside" / f"{path.stem}.md"] = (
+                f"The paper's Table {grid.paper.table} beside `{path.stem}` (generated from the grid's `paper:`, "
+                "`ser_lib/analysis/paper_numbers.csv` and the committed report):\n\n" + "\n".join(lines) + "\n")
+    return pages
+
+
+def table_ii_page() -> str:
+    """The paper's Table II per session (S_A clear, S_B ambiguous) beside the shares of the demo's
+    synthetic corpus (figures/partition_table.md, `make demo`)."""
+    from ser_lib.analysis.paper_numbers import paper_table
+
+    table = paper_table("II")
+    sessions = list(dict.fromkeys(table["column"]))
+    count = {(row, column): value for row, column, value in zip(table["row"], table["column"], table["value"])}
+    lines = ["| session | paper S_A (clear) | paper S_B (ambiguous) | paper share ambiguous |", "|---|---|---|---|"]
+    for session in sessions:
+        clear, ambiguous = count[("S_A", session)], count[("S_B", session)]
+        lines.append(f"| {session} | {clear:.0f} | {ambiguous:.0f} | {ambiguous / (clear + ambiguous):.1%} |")
+    clear, ambiguous = (sum(count[(row, s)] for s in sessions) for row in ("S_A", "S_B"))
+    lines.append(f"| all | {clear:.0f} | {ambiguous:.0f} | {ambiguous / (clear + ambiguous):.1%} |")
+    ours = _partition_totals(REPO / "figures" / "partition_table.md")
+    return ("The paper's Table II (IEMOCAP, `ser_lib/analysis/paper_numbers.csv`), and the share of ambiguous "
+            f"utterances among the partitioned ones: {ambiguous / (clear + ambiguous):.1%} in the paper, "
+            f"{ours['ambiguous'] / (ours['clear'] + ours['ambiguous']):.1%} in the demo's synthetic corpus "
+            f"({ours['clear']} clear, {ours['ambiguous']} ambiguous).\n\n" + "\n".join(lines) + "\n")
+
+
+def _partition_totals(path: Path) -> dict[str, int]:
+    """The clear and ambiguous totals of a partition table (`ser partition`), summed over its sessions."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| [session]"))
+    header = [c.strip() for c in lines[start - 2].strip("|").split("|")]
+    totals = {"clear": 0, "ambiguous": 0}
+    for line in lines[start + 1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0].startswith("["):  # the next section ([speaker]): the sessions are done
+            break
+        for key in totals:
+            totals[key] += int(cells[header.index(key)])
+    return totals
+
+
+def table_iv_v_page() -> str:
+    """The paper's Tables IV (WA, UA: mean, std, 95% CI) and V (six metrics) beside the method's row
+    of the committed method sweep (figures/methods_report.md)."""
+    from ser_lib.analysis.paper_numbers import paper_value
+    from ser_lib.experiments.report_markdown import read_results_table
+
+    ours = read_results_table(REPO / "figures" / "methods_report.md").loc["paper"]
+    lines = ["| metric | paper: mean ± std [95% CI] | workbench `paper`: mean ± std [95% CI] |", "|---|---|---|"]
+    for metric in ("WA", "UA"):
+        theirs = [paper_value("IV", metric, column) for column in ("Mean", "Std", "95% CI low", "95% CI high")]
+        key = metric.lower()
+        mine = [ours[key], ours[f"{key}_std"], ours[f"{key}_ci_low"], ours[f"{key}_ci_high"]]
+        lines.append(f"| {metric} (Table IV) | {theirs[0]:.2f} ± {theirs[1]:.2f} [{theirs[2]:.2f}, {theirs[3]:.2f}] | "
+                     f"{mine[0]:.2f} ± {mine[1]:.2f} [{mine[2]:.1f}, {mine[3]:.1f}] |")
+    for metric in ("F1-score (macro)", "F1-score (weighted)", "Precision (macro)", "Precision (weighted)",
+                   "Recall (macro)", "Recall (weighted)"):
+        mine = f"{ours['macro_f1']:.2f} ± {ours['macro_f1_std']:.2f}" if metric == "F1-score (macro)" else \
+            "not in the sweep reports"
+        lines.append(f"| {metric} (Table V) | {paper_value('V', metric, 'Value'):.2f} | {mine} |")
+    return ("The paper's Tables IV and V (IEMOCAP, 10 folds) beside the method's row of `methods` (synthetic "
+            f"`small`, random encoder, {int(ours['runs'])} runs = 10 folds × 3 seeds; the report's mean ± std is "
+            "over runs):\n\n" + "\n".join(lines) + "\n")
+
+
 def module_page(path: Path) -> str:
     relative = path.relative_to(REPO).as_posix()
     docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
@@ -273,7 +350,8 @@ def module_name(path: Path) -> str:
 def generate(app) -> None:
     """Write the generated pages; only files whose text changed, so incremental builds stay fast."""
     pages = {GENERATED / "config.md": config_page(), GENERATED / "grids.md": grids_page(),
-             GENERATED / "paper_tables.md": paper_page()}
+             GENERATED / "paper_tables.md": paper_page(), GENERATED / "beside" / "table2.md": table_ii_page(),
+             GENERATED / "beside" / "table4-5.md": table_iv_v_page(), **beside_pages()}
     for notebook in sorted((REPO / "notebooks").glob("0*.ipynb")):
         pages[BOOK / "course" / notebook.name] = notebook.read_text(encoding="utf-8")
     for path in sorted((REPO / "ser_lib").rglob("*.py")):
@@ -282,7 +360,7 @@ def generate(app) -> None:
         page.parent.mkdir(parents=True, exist_ok=True)
         if not page.exists() or page.read_text(encoding="utf-8") != text:
             page.write_text(text, encoding="utf-8")
-    for stale in set((GENERATED / "source").glob("*.md")) - set(pages):
+    for stale in (set((GENERATED / "source").glob("*.md")) | set((GENERATED / "beside").glob("*.md"))) - set(pages):
         stale.unlink()
 
 
