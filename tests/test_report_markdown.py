@@ -38,3 +38,19 @@ def test_a_committed_report_reads_and_a_file_without_a_table_is_named(tmp_path):
     empty.write_text("# no table here\n", encoding="utf-8")
     with pytest.raises(ValueError, match="notes.md: no results table"):
         read_results_table(empty)
+
+
+def test_a_paired_difference_without_an_interval_is_drawn_grey():
+    """Green and red mean "the CI excludes 0": a Δ over fewer than 3 pairs has no CI, so it is grey
+    however large; one whose CI excludes 0 keeps its colour."""
+    from matplotlib.colors import to_rgba
+
+    from ser_lib.experiments.report_figures import _plot_paired
+    from ser_lib.experiments.report_stats import Comparison
+
+    rows = {"two pairs": {"delta_wa": 6.7, "delta_wa_ci": None, "delta_ua": 5.6, "delta_ua_ci": None},
+            "ten pairs": {"delta_wa": 6.0, "delta_wa_ci": [1.0, 11.0], "delta_ua": -6.0, "delta_ua_ci": [-11.0, -1.0]}}
+    figure = _plot_paired(Comparison("method", "paper", rows), "grid")
+    for ax, expected in zip(figure.axes[:2], (("tab:gray", "tab:green"), ("tab:gray", "tab:red"))):
+        colours = [line.get_color() for line in ax.get_lines() if line.get_marker() == "o"]
+        assert [to_rgba(c) for c in colours] == [to_rgba(c) for c in expected]

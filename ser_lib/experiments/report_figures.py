@@ -74,8 +74,11 @@ def _plot_paired(section: Comparison, name: str):
     axes = figure.subplots(1, 2, sharey=True)
     for ax, (key, title) in zip(axes, METRICS[:2]):
         deltas = np.array([rows[r][f"delta_{key}"] for r in labels])
+        has_ci = [bool(rows[r][f"delta_{key}_ci"]) for r in labels]
         intervals = np.array([rows[r][f"delta_{key}_ci"] or [d, d] for r, d in zip(labels, deltas)])
-        colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:gray" for lo, hi in intervals]
+        # Without an interval (fewer than 3 pairs) nothing excludes 0: grey, never green or red.
+        colours = ["tab:gray" if not ci else "tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:gray"
+                   for ci, (lo, hi) in zip(has_ci, intervals)]
         for y, (delta, (low, high), colour) in enumerate(zip(deltas, intervals, colours)):
             ax.errorbar([delta], [y], xerr=[[delta - low], [high - delta]], fmt="o", color=colour, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
