@@ -12,9 +12,10 @@ author = "the ser-workbench authors"
 copyright = "the ser-workbench authors, MIT licence"
 extensions = ["myst_nb", "sphinxarg.ext", "serbook"]
 # Generated parts of other pages (included), not pages of their own: _generated/config.md of
-# reference/config.md, grids.md of reference/sweeps.md, paper_tables.md of reproducing/paper.md.
+# reference/config.md, grids.md of reference/sweeps.md, paper_tables.md of reproducing/paper.md,
+# beside/*.md (the paper's values beside a report) of reproducing/tables.md.
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "_generated/config.md", "_generated/grids.md",
-                    "_generated/paper_tables.md"]
+                    "_generated/paper_tables.md", "_generated/beside/*.md"]
 
 # The notebooks are committed executed; the book shows those outputs and never runs a cell.
 nb_execution_mode = "off"
