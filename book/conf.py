@@ -20,6 +20,9 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints", "_generated/config.md", "_
 # The notebooks are committed executed; the book shows those outputs and never runs a cell.
 nb_execution_mode = "off"
 nb_merge_streams = True
+# Notebook outputs in Markdown (a sweep report's tables, notebook 06) are GitHub-flavoured: MyST-NB's
+# default, CommonMark, has no tables and printed them as lines of pipes.
+nb_render_markdown_format = "gfm"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 suppress_warnings = ["mystnb.unknown_mime_type"]  # papermill's and tqdm's own output types

@@ -59,6 +59,14 @@ def test_every_notebook_and_part_is_in_the_book(book):
     assert "export-html" in (book / "reference" / "cli.html").read_text()  # generated from the parser
 
 
+def test_a_reports_tables_in_a_notebook_output_are_tables(book):
+    """Notebook 06 displays a sweep report as Markdown; its tables must render as tables, not as
+    lines of pipes (MyST-NB's default CommonMark has no tables)."""
+    page = (book / "course" / "06_reproducing_tables.html").read_text()
+    assert "<th" in page and "| method / setting |" not in page
+    assert re.search(r"<th[^>]*>\s*(<p>)?paper UA \(%\)", page), "the report's paper column is not a table header"
+
+
 def test_a_broken_link_fails_the_build(tmp_path):
     """A copy of the book with one link to a page that does not exist must not build. The copy
     lies outside the repository, so it has no notebooks and no generated pages: a quick build,
