@@ -37,10 +37,10 @@ from tqdm.auto import tqdm
 
 from ..analysis import runs
 from ..config import Config, config_from_dict
+from ..data.folds import fold_names
 from ..data.labels import load_partition
 from ..errors import ConfigError, SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
-from ..data.folds import fold_names
 from .corpora import corpus_label, run_manifests
 from .grid import Grid, Run, load_grid
 from .jobs import (DEFAULT_TRIALS_PER_WORKER, FoldBaseline, check_trials_per_worker, group_jobs, pending_trials,
@@ -146,8 +146,8 @@ def train_trial(spec: dict[str, Any], job: dict[str, int] | None = None) -> dict
     import torch
 
     from ..data.cache import FeatureCache
-    from ..runtime import apply_threads, code_version, describe_machine
     from ..data.folds import make_folds
+    from ..runtime import apply_threads, code_version, describe_machine
     from ..train.loso import train_any_fold
 
     config = config_from_dict(spec["config"], source=f"trial {spec['run']}/{spec['speaker']}")

@@ -31,13 +31,13 @@ from ..analysis.metrics import classification_metrics, js_to_soft
 from ..analysis.results import fold_record, predictions_frame
 from ..config import Config
 from ..data.cache import FeatureCache
+from ..data.folds import Fold
 from ..data.samples import Sample, clear_class_counts, fbank_statistics
 from ..method.label_store import LabelStore
 from ..method.losses import inverse_frequency_weights
 from ..model import SERModel, TemporalClassifier, save_model
 from ..runtime import seed_all, select_device
 from .evaluate import Predictions, predict
-from ..data.folds import Fold
 from .fold_data import FoldData, prepare_fold
 from .frozen import attach_hidden_states
 from .stage import StageProgress, StageRunner
