@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .analysis import runs
 from .analysis.drift import label_drift_curve
@@ -26,6 +25,7 @@ from .analysis.plots import plot_confusion, plot_label_drift, plot_partition, pl
 from .analysis.results import format_comparison
 from .config import Config
 from .data import labels
+from .data.labels import Partition
 from .data.corpora.prepare import prepare_corpus
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .method.presets import apply_preset
@@ -53,7 +53,7 @@ def write_run_figures(run_dir: str | Path, figures_dir: str | Path, results: dic
     return paths
 
 
-def write_partition(parted: pd.DataFrame, figures_dir: Path) -> None:
+def write_partition(parted: Partition, figures_dir: Path) -> None:
     """Table II for the corpus: printed, as Markdown and as a figure."""
     summary = labels.summarize(parted)
     print(labels.format_table(summary))

@@ -13,16 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import pandas as pd
-
 from .config import Config, load_config
 from .data.corpora.prepare import prepare_corpus
-from .data.labels import load_partition
-from .method.presets import apply_preset
 from .data.folds import fold_names, speakers_of
+from .data.labels import Partition, load_partition
+from .method.presets import apply_preset
 
 
-def with_first_folds(config: Config, parted: pd.DataFrame, num_folds: int) -> Config:
+def with_first_folds(config: Config, parted: Partition, num_folds: int) -> Config:
     """A copy of `config` whose `eval.folds` are the first `num_folds` folds (sorted speakers under
     LOSO; all for 0), unless it names folds already. The demo and the notebooks choose their folds this way."""
     config = copy.deepcopy(config)
@@ -36,7 +34,7 @@ def with_first_folds(config: Config, parted: pd.DataFrame, num_folds: int) -> Co
 class NotebookSetup:
     config: Config  # profile <- overrides <- runtime settings, on the chosen folds
     manifest_path: Path
-    parted: pd.DataFrame  # the partition table (`data.labels.partition`)
+    parted: Partition  # the corpus's partition (`data.labels.partition`); its rows in `.table`
     runs_dir: Path
 
     @property

@@ -56,8 +56,8 @@ def test_a_fold_trains_on_posteriors_fitted_without_its_test_and_validation_spea
     assert changed and {subsets[c] for c in changed} == {AMBIGUOUS}  # clear samples keep their one-hot label
     assert all(s.speaker in fold.train_speakers for s in data.train)
     # The posteriors the fold trains on come from its training speakers' labels alone.
-    annotations = read_annotations(synth_small, set(parted["utt_id"]))
-    train_ids = set(parted.loc[parted["speaker"].isin(fold.train_speakers), "utt_id"])
+    annotations = read_annotations(synth_small, set(parted.table["utt_id"]))
+    train_ids = set(parted.table.loc[parted.table["speaker"].isin(fold.train_speakers), "utt_id"])
     refit = aggregated_soft_labels(annotations, train_ids, config.data.classes, "dawid-skene")
     for sample in data.train:
         if sample.subset == AMBIGUOUS:

@@ -21,7 +21,7 @@ from ser_lib.data.batching import (
 from ser_lib.data.samples import Sample, aggregate_by_utterance, build_samples, clear_class_counts
 from ser_lib.errors import AudioError, ConfigError
 from ser_lib.data.features import num_frames
-from ser_lib.data.labels import partition
+from ser_lib.data.labels import Partition, partition
 from ser_lib.data.manifest import read_manifest, write_manifest
 
 RATE = 16000
@@ -69,7 +69,7 @@ def corpus(tmp_path) -> Path:
     return write_manifest(pd.DataFrame(rows), tmp_path / "corpus" / "manifest.csv")
 
 
-def parted_of(manifest: Path, data_config: DataConfig | None = None) -> pd.DataFrame:
+def parted_of(manifest: Path, data_config: DataConfig | None = None) -> Partition:
     return partition(read_manifest(manifest), data_config or DataConfig())
 
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import EMODB_ROOT, needs_emodb
 from ser_lib.config import EvalConfig
 from ser_lib.errors import ConfigError, ManifestError
-from ser_lib.data.folds import Fold, loso_folds, session_groups, split_frame
+from ser_lib.data.folds import Fold, loso_folds, session_groups, split_partition
 from ser_lib.data.labels import partition
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
@@ -99,38 +99,39 @@ def test_session_validation_needs_a_partner_and_training_speakers():
 def test_split_contents():
     parted = corpus(IEMOCAP_LIKE, IEMOCAP_SESSIONS)
     fold = {f.test_speaker: f for f in loso_folds(parted)}["Ses02M"]
-    splits = split_frame(parted, fold)
-    train, validation, test = splits["train"], splits["validation"], splits["test"]
+    splits = split_partition(parted, fold)
+    assert all(split.classes == CLASSES and split.source == parted.source for split in splits.values())
+    train, validation, test = splits["train"].table, splits["validation"].table, splits["test"].table
     assert set(train["speaker"]) == set(fold.train_speakers)
     assert sorted(train["subset"].unique()) == ["ambiguous", "clear"]
     assert len(train) == 8 * 5
     assert set(validation["speaker"]) == {"Ses02F"} and (validation["subset"] == "clear").all()
     assert set(test["speaker"]) == {"Ses02M"} and (test["subset"] == "clear").all() and len(test) == 4
-    assert (splits["test_ambiguous"]["subset"] == "ambiguous").all() and len(splits["test_ambiguous"]) == 1
-    used = pd.concat(splits.values())
+    assert (splits["test_ambiguous"].table["subset"] == "ambiguous").all() and len(splits["test_ambiguous"]) == 1
+    used = pd.concat(split.table for split in splits.values())
     assert not (used["subset"] == "dropped").any()
     assert used["utt_id"].is_unique
-    assert train.attrs["classes"] == CLASSES
     # Paper mode: validation and test are the same clear samples of the test speaker.
-    paper = split_frame(parted, Fold("Ses02M", ("Ses02M",), tuple(s for s in IEMOCAP_LIKE if s != "Ses02M"), True))
-    assert paper["validation"]["utt_id"].tolist() == paper["test"]["utt_id"].tolist()
+    paper = split_partition(parted, Fold("Ses02M", ("Ses02M",), tuple(s for s in IEMOCAP_LIKE if s != "Ses02M"), True))
+    assert paper["validation"].table["utt_id"].tolist() == paper["test"].table["utt_id"].tolist()
 
 
 def test_split_errors_name_the_fold_and_the_counts():
     parted = corpus(IEMOCAP_LIKE, IEMOCAP_SESSIONS)
-    only_ambiguous = parted[~((parted["speaker"] == "Ses01F") & (parted["subset"] == "clear"))]
+    table = parted.table
+    only_ambiguous = parted.rows(~((table["speaker"] == "Ses01F") & (table["subset"] == "clear")))
     fold = loso_folds(only_ambiguous)[0]
     with pytest.raises(ManifestError, match=r"fold Ses01F: the test split .* is empty.*'ambiguous': 1"):
-        split_frame(only_ambiguous, fold)
+        split_partition(only_ambiguous, fold)
     # No clear sadness among the training speakers of fold Ses01F.
-    no_sadness = parted[~((parted["label"] == "sadness") & ~parted["speaker"].str.startswith("Ses01"))]
+    no_sadness = parted.rows(~((table["label"] == "sadness") & ~table["speaker"].str.startswith("Ses01")))
     fold = loso_folds(no_sadness)[0]
     with pytest.raises(ManifestError, match=r"fold Ses01F: no clear training sample of class\(es\) \['sadness'\]"):
-        split_frame(no_sadness, fold)
+        split_partition(no_sadness, fold)
     with pytest.raises(ConfigError, match=r"\['Ses09F'\] are not in this corpus"):
-        split_frame(parted, Fold("Ses01F", ("Ses01M",), ("Ses09F",)))
-    with pytest.raises(ConfigError, match="partition table"):
-        split_frame(parted.drop(columns="subset"), fold)
+        split_partition(parted, Fold("Ses01F", ("Ses01M",), ("Ses09F",)))
+    with pytest.raises(ConfigError, match="needs a Partition .*not DataFrame"):
+        split_partition(table, fold)  # a bare table has lost the classes, root and source
 
 
 @needs_emodb
@@ -143,7 +144,7 @@ def test_emodb_folds_pair_speakers_and_use_every_clear_sample(tmp_path):
     folds = loso_folds(parted)
     assert [(f.test_speaker, f.validation_speakers) for f in folds[:3]] == [("03", ("08",)), ("08", ("03",)),
                                                                             ("09", ("10",))]
-    num_clear = int((parted["subset"] == "clear").sum())
+    num_clear = int((parted.table["subset"] == "clear").sum())
     for fold in folds:
-        splits = split_frame(parted, fold)
+        splits = split_partition(parted, fold)
         assert len(splits["train"]) + len(splits["validation"]) + len(splits["test"]) == num_clear

@@ -6,8 +6,7 @@ from hypothesis import strategies as st
 
 from ser_lib.config import DataConfig
 from ser_lib.errors import ManifestError
-from ser_lib.data.labels import (consensus_labels, format_table, multi_hot_labels, partition, soft_labels,
-                            soft_matrix, summarize)
+from ser_lib.data.labels import consensus_labels, format_table, multi_hot_labels, partition, soft_labels, summarize
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
 
@@ -31,9 +30,9 @@ def test_the_default_rule_on_hand_made_cases():
         ("s2", 0, 0, 0, 0, 0.5),  # only other votes, no majority rule needed: dropped
         ("s2", 0, 2.5, 0, 0, 2),  # fractional votes: 2.5 of 4.5 is a majority
     ]))
-    assert parted["subset"].tolist() == ["clear", "ambiguous", "dropped", "dropped", "ambiguous", "dropped", "clear"]
-    assert parted["label"].tolist() == ["anger", "", "", "", "", "", "happiness"]
-    soft = soft_matrix(parted)
+    assert parted.table["subset"].tolist() == ["clear", "ambiguous", "dropped", "dropped", "ambiguous", "dropped", "clear"]
+    assert parted.table["label"].tolist() == ["anger", "", "", "", "", "", "happiness"]
+    soft = parted.soft_matrix()
     np.testing.assert_allclose(soft[1], [2 / 3, 1 / 3, 0, 0])  # eq. 5: target votes renormalised
     np.testing.assert_allclose(soft[4], [0.5, 0.5, 0, 0])
     np.testing.assert_allclose(soft[0], [1, 0, 0, 0])
@@ -42,12 +41,25 @@ def test_the_default_rule_on_hand_made_cases():
 
 def test_threshold_is_configurable_and_non_target_columns_count_as_other():
     frame = manifest([("s", 2, 1, 0, 0, 1, 0)], extra_columns=["votes_frustration"])
-    assert partition(frame)["subset"].tolist() == ["ambiguous"]
-    assert partition(frame, DataConfig(clear_threshold=0.4))["subset"].tolist() == ["clear"]
+    assert partition(frame).table["subset"].tolist() == ["ambiguous"]
+    assert partition(frame, DataConfig(clear_threshold=0.4)).table["subset"].tolist() == ["clear"]
     frustrated = manifest([("s", 1, 0, 0, 0, 3, 0)], extra_columns=["votes_frustration"])
-    assert partition(frustrated)["subset"].tolist() == ["dropped"]
+    assert partition(frustrated).table["subset"].tolist() == ["dropped"]
     two_class = partition(frame, DataConfig(classes=("anger", "frustration")))
-    np.testing.assert_allclose(soft_matrix(two_class)[0], [2 / 3, 1 / 3])
+    np.testing.assert_allclose(two_class.soft_matrix()[0], [2 / 3, 1 / 3])
+
+
+def test_a_partition_keeps_its_classes_root_and_source_through_row_selection(tmp_path):
+    from ser_lib.data.manifest import read_manifest, write_manifest
+
+    path = write_manifest(manifest([("s1", 3, 0, 0, 0, 0), ("s2", 1, 1, 0, 0, 0)]), tmp_path / "m.csv")
+    parted = partition(read_manifest(path))
+    assert (parted.classes, parted.root, parted.source) == (CLASSES, tmp_path.resolve(), str(path))
+    ambiguous = parted.of_subset("ambiguous")
+    assert (len(ambiguous), ambiguous.classes, ambiguous.root, ambiguous.source) == \
+        (1, parted.classes, parted.root, parted.source)
+    np.testing.assert_allclose(ambiguous.soft_matrix(), [[0.5, 0.5, 0, 0]])
+    assert parted.table.attrs == {}  # one owner for each fact: the Partition's fields
 
 
 def test_missing_class_column_is_a_clear_error():
@@ -72,9 +84,9 @@ def test_split_votes_written_to_csv_keep_exact_ties(tmp_path):
     # Five evaluators whose split votes give other exactly half of all votes: a tie, not a majority.
     other = 1 + 1 / 6 + 1 + 1 / 3  # 2.5000000000000004 in floating point
     frame = manifest([("s", 2.5, 0, 0, 0, other)])
-    assert partition(frame)["subset"].tolist() == ["ambiguous"]
+    assert partition(frame).table["subset"].tolist() == ["ambiguous"]
     written = read_manifest(write_manifest(frame, tmp_path / "m.csv"))
-    assert partition(written)["subset"].tolist() == ["ambiguous"]
+    assert partition(written).table["subset"].tolist() == ["ambiguous"]
 
 
 votes_strategy = st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]),
@@ -86,12 +98,12 @@ votes_strategy = st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]),
 @given(votes_strategy)
 def test_partition_invariants(rows):
     parted = partition(manifest(rows))
-    soft = soft_matrix(parted)
-    subset = parted["subset"].to_numpy()
+    soft = parted.soft_matrix()
+    subset = parted.table["subset"].to_numpy()
     kept = subset != "dropped"
     np.testing.assert_allclose(soft[kept].sum(axis=1), 1.0)
     assert (soft[~kept] == 0).all()
-    votes = parted[[f"votes_{c}" for c in CLASSES] + ["votes_other"]].to_numpy(float)
+    votes = parted.table[[f"votes_{c}" for c in CLASSES] + ["votes_other"]].to_numpy(float)
     clear = subset == "clear"
     assert (votes[clear].max(axis=1) > votes[clear].sum(axis=1) / 2).all()
     assert (soft_labels(votes[:, :4])[kept & ~clear] == soft[kept & ~clear]).all()

@@ -224,12 +224,12 @@ def test_probe_scores_its_features_leave_one_speaker_out(tiny_corpus, monkeypatc
     noise = np.random.default_rng(0)
     classes = ["anger", "happiness", "sadness", "neutral"]
 
-    def named(config, frame, progress):
-        return np.array([[float(label == c) for c in classes] for label in frame["label"]]) \
-            + 0.01 * noise.standard_normal((len(frame), len(classes)))
+    def named(config, parted, progress):
+        return np.array([[float(label == c) for c in classes] for label in parted.table["label"]]) \
+            + 0.01 * noise.standard_normal((len(parted), len(classes)))
 
     monkeypatch.setattr(probe, "pooled_embeddings", named)
     perfect = probe.linear_probe(config, str(tiny_corpus), progress=False)
     assert perfect["ua"] == 1.0 and set(perfect["per_speaker_ua"].values()) == {1.0}
-    monkeypatch.setattr(probe, "pooled_embeddings", lambda config, frame, progress: np.zeros((len(frame), 4)))
+    monkeypatch.setattr(probe, "pooled_embeddings", lambda config, parted, progress: np.zeros((len(parted), 4)))
     assert probe.linear_probe(config, str(tiny_corpus), progress=False)["ua"] == pytest.approx(0.25)

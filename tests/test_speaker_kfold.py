@@ -1,18 +1,19 @@
 """Speaker-independent K-fold evaluation (eval.kfold): groups balanced by sex, leak-free validation."""
 
 from collections import Counter
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from conftest import CREMAD_ROOT, needs_cremad
 from ser_lib.config import EvalConfig, load_config
-from ser_lib.data.labels import partition
+from ser_lib.data.labels import Partition, partition
 from ser_lib.errors import ConfigError, ManifestError
 from ser_lib.experiments.grid import Grid
 from ser_lib.experiments.sweep import _fold_names
 from ser_lib.notebook import with_first_folds
-from ser_lib.data.folds import Fold, fold_names, kfold_folds, kfold_groups, loso_folds, make_folds, speaker_sexes, split_frame
+from ser_lib.data.folds import Fold, fold_names, kfold_folds, kfold_groups, loso_folds, make_folds, speaker_sexes, split_partition
 
 CLASSES = ("anger", "happiness", "sadness", "neutral")
 # One clear utterance per class, one ambiguous (anger, happiness, other) and one dropped per speaker.
@@ -21,7 +22,7 @@ CREMA_LIKE = {f"{1001 + i}": "male" if i % 2 else "female" for i in range(86)} |
              {f"{1087 + i}": "male" for i in range(5)}  # 91 speakers: 48 male, 43 female
 
 
-def corpus(sexes: dict[str, str]) -> pd.DataFrame:
+def corpus(sexes: dict[str, str]) -> Partition:
     rows = [{"utt_id": f"{speaker}_{j}", "path": "x.wav", "speaker": speaker, "sex": sex,
              **{f"votes_{c}": n for c, n in zip(CLASSES, votes)}, "votes_other": votes[-1]}
             for speaker, sex in sexes.items() for j, votes in enumerate(SPEAKER_VOTES)]
@@ -65,7 +66,7 @@ def test_the_assignment_is_deterministic_for_a_seed():
     parted = corpus(CREMA_LIKE)
     config = EvalConfig(kfold=5, fold_seed=7)
     assert make_folds(parted, config) == make_folds(parted, config)
-    shuffled = partition(parted.sample(frac=1.0, random_state=1).drop(columns=["subset", "label"]))
+    shuffled = partition(parted.table.sample(frac=1.0, random_state=1).drop(columns=["subset", "label"]))
     assert make_folds(shuffled, config) == make_folds(parted, config), "row order does not matter"
     groups = {seed: kfold_groups(CREMA_LIKE, 5, seed) for seed in range(4)}
     assert len({tuple(g) for g in groups.values()}) == 4, "another seed, other folds"
@@ -94,7 +95,7 @@ def test_paper_validation_and_chosen_folds():
 def test_splits_of_a_kfold_fold():
     parted = corpus(CREMA_LIKE)
     fold = make_folds(parted, EvalConfig(kfold=10))[0]
-    splits = split_frame(parted, fold)
+    splits = {name: split.table for name, split in split_partition(parted, fold).items()}
     assert set(splits["test"]["speaker"]) == set(fold.test_speakers)
     assert len(splits["test"]) == 4 * len(fold.test_speakers)  # the clear utterances
     assert set(splits["test_ambiguous"]["speaker"]) == set(fold.test_speakers)
@@ -107,14 +108,15 @@ def test_splits_of_a_kfold_fold():
 def test_sex_column_problems():
     sexes = {"a": "female", "b": "male", "c": "female", "d": "male"}
     mixed = corpus(sexes)
-    mixed.loc[mixed["utt_id"] == "a_0", "sex"] = "male"
+    mixed.table.loc[mixed.table["utt_id"] == "a_0", "sex"] = "male"
     with pytest.raises(ManifestError, match=r"more than one sex: \{'a': \['female', 'male'\]\}"):
         make_folds(mixed, EvalConfig(kfold=3))
     partly = corpus({**sexes, "a": ""})
     with pytest.raises(ManifestError, match=r"sex column is empty for speaker\(s\) \['a'\]"):
         make_folds(partly, EvalConfig(kfold=3))
     # Without a sex column (EmoDB) the groups are balanced by size only.
-    unknown = corpus(sexes).drop(columns="sex")
+    known = corpus(sexes)
+    unknown = replace(known, table=known.table.drop(columns="sex"))
     assert speaker_sexes(unknown) == dict.fromkeys("abcd", "")
     check_folds(make_folds(unknown, EvalConfig(kfold=3)), dict.fromkeys("abcd", ""))
 

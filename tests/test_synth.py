@@ -129,13 +129,13 @@ def test_ambiguous_fraction_holds_for_other_sizes_and_seeds(size, seed):
 
 
 def test_votes_follow_the_true_distribution(small):
-    parted = partition(small)
-    clear = parted[parted["subset"] == CLEAR]
+    table = partition(small).table
+    clear = table[table["subset"] == CLEAR]
     true = clear[[f"true_{c}" for c in CLASSES]].to_numpy()
     agreement = np.mean(np.array(CLASSES)[true.argmax(axis=1)] == clear["label"].to_numpy())
     assert agreement > 0.9
     # Ambiguous utterances really are mixed: their true distributions are flatter.
-    ambiguous = parted[parted["subset"] == AMBIGUOUS][[f"true_{c}" for c in CLASSES]].to_numpy()
+    ambiguous = table[table["subset"] == AMBIGUOUS][[f"true_{c}" for c in CLASSES]].to_numpy()
     assert ambiguous.max(axis=1).mean() < true.max(axis=1).mean() - 0.2
 
 
@@ -260,9 +260,9 @@ def test_annotator_temperature_is_the_noise_knob():
     classes = ["anger", "happiness", "sadness", "neutral"]
     shares, distances = [], []
     for temperature in (1.0, 2.0, 4.0):
-        parted = partition(synth.manifest_frame(synth.plan_corpus(0, "small", annotator_temperature=temperature)))
-        ambiguous = parted[parted["subset"] == "ambiguous"]
-        shares.append(len(ambiguous) / len(parted))
+        table = partition(synth.manifest_frame(synth.plan_corpus(0, "small", annotator_temperature=temperature))).table
+        ambiguous = table[table["subset"] == "ambiguous"]
+        shares.append(len(ambiguous) / len(table))
         distances.append(js_divergence(ambiguous[[f"soft_{c}" for c in classes]].to_numpy(),
                                        ambiguous[[f"true_{c}" for c in classes]].to_numpy()).mean())
     assert shares == sorted(shares) and shares[-1] > shares[0] + 0.1

@@ -10,7 +10,6 @@ fine-tuning runs; it is not a substitute for them (`ser loso --set model.variant
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import recall_score
@@ -20,22 +19,23 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data.labels import partition
-from ..data.manifest import audio_path, read_manifest
 from ..data.inputs import utterance_inputs
+from ..data.labels import CLEAR, Partition, partition
+from ..data.manifest import read_manifest
 from ..model.encoder import build_encoder
 from ..model.temporal import TemporalBranch
 from ..runtime import seed_all
 
 
 @torch.no_grad()
-def pooled_embeddings(config: Config, frame: pd.DataFrame, progress: bool = True) -> np.ndarray:
+def pooled_embeddings(config: Config, parted: Partition, progress: bool = True) -> np.ndarray:
     """[utterances, hidden]: the frozen encoder's last hidden states averaged over frames and segments."""
     seed_all(config.seed)  # a random encoder is drawn from torch's generator
     branch = TemporalBranch(build_encoder(config.model)).eval()
     rows = []
-    for row in tqdm(frame.to_dict("records"), desc=f"probe {config.model.encoder}", unit="utt", disable=not progress):
-        segments = utterance_inputs(audio_path(frame, row["path"]), config.data, config.features,
+    for row in tqdm(parted.table.to_dict("records"), desc=f"probe {config.model.encoder}", unit="utt",
+                    disable=not progress):
+        segments = utterance_inputs(parted.root / row["path"], config.data, config.features,
                                     row.get("start"), row.get("end"))
         waveform = torch.nn.utils.rnn.pad_sequence([s.waveform for s in segments], batch_first=True)
         hidden, frames = branch.frames(waveform, torch.tensor([s.num_valid_samples for s in segments]))
@@ -47,11 +47,10 @@ def pooled_embeddings(config: Config, frame: pd.DataFrame, progress: bool = True
 def linear_probe(config: Config, manifest: str, progress: bool = True) -> dict:
     """Leave-one-speaker-out UA of a logistic regression on the frozen encoder's pooled states, clear
     utterances only; with the per-speaker UAs."""
-    parted = partition(read_manifest(manifest), config.data)
-    clear = parted[parted["subset"] == "clear"].reset_index(drop=True)
-    clear.attrs.update(parted.attrs)
-    labels = clear["label"].to_numpy()
+    clear = partition(read_manifest(manifest), config.data).of_subset(CLEAR)
     features = pooled_embeddings(config, clear, progress)
+    clear = clear.table.reset_index(drop=True)
+    labels = clear["label"].to_numpy()
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
     predicted = cross_val_predict(classifier, features, labels, groups=clear["speaker"], cv=LeaveOneGroupOut())
     per_speaker = {speaker: float(recall_score(labels[idx], predicted[idx], average="macro", zero_division=0))

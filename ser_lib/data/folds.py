@@ -19,7 +19,7 @@ next fold's group (fold K validates on fold 1's): drawn from the speakers the fo
 never from its test group, and not trained on, as the session partner under LOSO. `make_folds`
 picks the scheme.
 
-`split_frame` turns a fold into the rows of a partition table (`ser_lib.data.labels.partition`):
+`split_partition` turns a fold into rows of a `Partition` (`ser_lib.data.labels.partition`):
 training uses clear and ambiguous samples of the training speakers, validation and test use
 clear samples only, and dropped samples are never used. `train.fold_data.prepare_fold` turns
 those rows into the fold's segments.
@@ -30,11 +30,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import pandas as pd
-
 from ..config import EvalConfig
 from ..errors import ConfigError, ManifestError
-from .labels import AMBIGUOUS, CLEAR
+from .labels import AMBIGUOUS, CLEAR, Partition
 
 
 @dataclass(frozen=True)
@@ -68,54 +66,53 @@ class Fold:
                 f"train {len(self.train_speakers)} speakers{tag}")
 
 
-def speakers_of(parted: pd.DataFrame) -> list[str]:
+def speakers_of(parted: Partition) -> list[str]:
     """The corpus' speakers as sorted strings."""
-    return sorted(parted["speaker"].astype(str).unique())
+    return sorted(parted.table["speaker"].astype(str).unique())
 
 
-def session_groups(parted: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+def session_groups(parted: Partition) -> dict[str, tuple[str, ...]]:
     """Speakers per (pseudo-)session.
 
     With a ``session`` column: the manifest's sessions (a speaker found in several sessions
     validates on the other speakers of all of them). Without one, or with an all-empty one:
     sorted speakers paired in order, the last group a triple when the count is odd.
     """
-    speakers = speakers_of(parted)
-    sessions = parted["session"].astype(str).str.strip() if "session" in parted.columns else None
+    speakers, table = speakers_of(parted), parted.table
+    sessions = table["session"].astype(str).str.strip() if "session" in table.columns else None
     if sessions is None or (sessions == "").all():
         groups = [speakers[i:i + 2] for i in range(0, len(speakers), 2)]
         if len(groups) > 1 and len(groups[-1]) == 1:
             last = groups.pop()
             groups[-1] = groups[-1] + last
         return {"+".join(group): tuple(group) for group in groups}
-    speaker_column = parted["speaker"].astype(str)
+    speaker_column = table["speaker"].astype(str)
     missing = sorted(speaker_column[sessions == ""].unique())
     if missing:
-        source = parted.attrs.get("source", "manifest")
-        raise ManifestError(f"{source}: the session column is empty for some rows of speaker(s) {missing}; "
+        raise ManifestError(f"{parted.source}: the session column is empty for some rows of speaker(s) {missing}; "
                             "fill it for every row or leave it empty everywhere")
     return {session: tuple(sorted(group.unique())) for session, group in speaker_column.groupby(sessions, sort=True)}
 
 
-def make_folds(parted: pd.DataFrame, eval_config: EvalConfig | None = None) -> list[Fold]:
+def make_folds(parted: Partition, eval_config: EvalConfig | None = None) -> list[Fold]:
     """The folds `eval_config` asks for: leave-one-speaker-out, or K folds with ``eval.kfold``."""
     eval_config = eval_config or EvalConfig()
     return kfold_folds(parted, eval_config) if eval_config.kfold else loso_folds(parted, eval_config)
 
 
-def fold_names(parted: pd.DataFrame, eval_config: EvalConfig | None = None) -> list[str]:
+def fold_names(parted: Partition, eval_config: EvalConfig | None = None) -> list[str]:
     """Every fold's name in order (not only those of ``eval.folds``): the sorted speakers under
     LOSO, ``k01-of-K`` ... ``kK-of-K`` under K-fold. Sweeps and notebooks pick folds from these."""
     eval_config = eval_config or EvalConfig()
     return kfold_names(eval_config.kfold) if eval_config.kfold else speakers_of(parted)
 
 
-def loso_folds(parted: pd.DataFrame, eval_config: EvalConfig | None = None) -> list[Fold]:
+def loso_folds(parted: Partition, eval_config: EvalConfig | None = None) -> list[Fold]:
     """One fold per speaker (sorted), or per speaker of ``eval_config.folds`` in that order."""
     eval_config = eval_config or EvalConfig()
     speakers = speakers_of(parted)
     if not speakers:
-        raise ManifestError(f"{parted.attrs.get('source', 'manifest')}: no utterances, so no folds")
+        raise ManifestError(f"{parted.source}: no utterances, so no folds")
     test_speakers = _chosen(eval_config.folds, speakers, "speaker")
     if eval_config.validation == "paper":
         if len(speakers) < 2:
@@ -146,7 +143,7 @@ def kfold_names(k: int) -> list[str]:
     return [f"k{i:0{width}d}-of-{k:0{width}d}" for i in range(1, k + 1)]
 
 
-def kfold_folds(parted: pd.DataFrame, eval_config: EvalConfig) -> list[Fold]:
+def kfold_folds(parted: Partition, eval_config: EvalConfig) -> list[Fold]:
     """``eval.kfold`` folds of speakers (`kfold_groups`), or those of ``eval.folds`` in that order.
 
     Fold i tests on group i. Leak-free validation (``eval.validation = "session"``) uses group
@@ -192,17 +189,16 @@ def kfold_groups(sexes: dict[str, str], k: int, seed: int = 0) -> list[tuple[str
     return [tuple(sorted(group)) for group in groups]
 
 
-def speaker_sexes(parted: pd.DataFrame) -> dict[str, str]:
+def speaker_sexes(parted: Partition) -> dict[str, str]:
     """Each speaker's value of the manifest's ``sex`` column ("" for every speaker without one).
 
     A speaker with two values, or a column filled for some speakers only, is a ManifestError:
     the folds would be balanced on a wrong count.
     """
-    speakers = speakers_of(parted)
-    if "sex" not in parted.columns:
+    speakers, table, source = speakers_of(parted), parted.table, parted.source
+    if "sex" not in table.columns:
         return dict.fromkeys(speakers, "")
-    source = parted.attrs.get("source", "manifest")
-    values = parted["sex"].astype(str).str.strip().groupby(parted["speaker"].astype(str)).unique()
+    values = table["sex"].astype(str).str.strip().groupby(table["speaker"].astype(str)).unique()
     mixed = {s: sorted(v) for s, v in values.items() if len(v) > 1}
     if mixed:
         raise ManifestError(f"{source}: speaker(s) with more than one sex: {mixed}")
@@ -232,7 +228,7 @@ def _chosen(folds: tuple, names: list[str], what: str) -> list[str]:
     return chosen
 
 
-def split_frame(parted: pd.DataFrame, fold: Fold) -> dict[str, pd.DataFrame]:
+def split_partition(parted: Partition, fold: Fold) -> dict[str, Partition]:
     """Rows of `parted` for each split of `fold`.
 
     - ``train``: clear and ambiguous samples of the training speakers;
@@ -246,46 +242,40 @@ def split_frame(parted: pd.DataFrame, fold: Fold) -> dict[str, pd.DataFrame]:
     counts, when the test or validation split is empty or when some class has no clear
     training sample (stage 1 trains on clear samples and the class weights need every class).
     """
-    if "subset" not in parted.columns or "classes" not in parted.attrs:
-        raise ConfigError("split_frame needs a partition table (ser_lib.labels.partition), "
-                          "with a subset column and attrs['classes']")
-    speaker = parted["speaker"].astype(str)
+    if not isinstance(parted, Partition):
+        raise ConfigError(f"split_partition needs a Partition (ser_lib.data.labels.partition), not {type(parted).__name__}")
+    table = parted.table
+    speaker = table["speaker"].astype(str)
     known = set(speaker)
     absent = [s for s in (*fold.test_speakers, *fold.validation_speakers, *fold.train_speakers) if s not in known]
     if absent:
         raise ConfigError(f"fold {fold.name}: speaker(s) {absent} are not in this corpus")
-    clear, ambiguous = parted["subset"] == CLEAR, parted["subset"] == AMBIGUOUS
+    clear, ambiguous = table["subset"] == CLEAR, table["subset"] == AMBIGUOUS
     is_train = speaker.isin(fold.train_speakers)
     is_test = speaker.isin(fold.test_speakers)
     splits = {
-        "train": parted[is_train & (clear | ambiguous)],
-        "validation": parted[speaker.isin(fold.validation_speakers) & clear],
-        "test": parted[is_test & clear],
-        "test_ambiguous": parted[is_test & ambiguous],
+        "train": parted.rows(is_train & (clear | ambiguous)),
+        "validation": parted.rows(speaker.isin(fold.validation_speakers) & clear),
+        "test": parted.rows(is_test & clear),
+        "test_ambiguous": parted.rows(is_test & ambiguous),
     }
     _check_splits(parted, fold, splits)
-    return {name: _with_attrs(frame, parted) for name, frame in splits.items()}
+    return splits
 
 
-def _check_splits(parted: pd.DataFrame, fold: Fold, splits: dict[str, pd.DataFrame]) -> None:
-    source = parted.attrs.get("source", "manifest")
-    where = f"{source}, fold {fold.name}"
+def _check_splits(parted: Partition, fold: Fold, splits: dict[str, Partition]) -> None:
+    where = f"{parted.source}, fold {fold.name}"
+    table = parted.table
     for name, speakers in (("test", fold.test_speakers), ("validation", fold.validation_speakers)):
-        if splits[name].empty:
-            rows = parted[parted["speaker"].astype(str).isin(speakers)]
+        if len(splits[name]) == 0:
+            rows = table[table["speaker"].astype(str).isin(speakers)]
             counts = rows["subset"].value_counts().to_dict()
             raise ManifestError(f"{where}: the {name} split (clear samples of {list(speakers)}) is empty; those "
                                 f"speakers have {counts or 'no utterances'}. Leave the fold out via eval.folds")
-    classes = parted.attrs["classes"]
-    train_clear = splits["train"][splits["train"]["subset"] == CLEAR]
-    per_class = {c: int((train_clear["label"] == c).sum()) for c in classes}
+    train = splits["train"].table
+    train_clear = train[train["subset"] == CLEAR]
+    per_class = {c: int((train_clear["label"] == c).sum()) for c in parted.classes}
     lacking = [c for c, n in per_class.items() if n == 0]
     if lacking:
         raise ManifestError(f"{where}: no clear training sample of class(es) {lacking} (clear training samples "
                             f"per class: {per_class}); stage 1 and the class weights need every class")
-
-
-def _with_attrs(frame: pd.DataFrame, parted: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    frame.attrs = dict(parted.attrs)
-    return frame

@@ -14,10 +14,15 @@ Each utterance has votes ``v_k`` from several annotators for the target classes,
 
 Dropped utterances are kept in the partition table with ``subset == "dropped"`` and counted in
 every summary, never silently lost.
+
+`partition` returns a `Partition`: the table, plus the facts that hold for all its rows (the
+target classes, the folder the audio paths are relative to, the manifest it came from) as typed
+fields, not in ``DataFrame.attrs``, which pandas drops in many operations.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +85,42 @@ def multi_hot_labels(target_votes: np.ndarray, min_votes: float | None = None) -
     return chosen.astype(np.float64)
 
 
-def partition(frame: pd.DataFrame, config: DataConfig | None = None) -> pd.DataFrame:
-    """The manifest with ``subset``, ``label`` and ``soft_<class>`` columns added.
+@dataclass(frozen=True)
+class Partition:
+    """A manifest's utterances, each clear, ambiguous or dropped, with its soft label.
+
+    `table` is the manifest with ``subset``, ``label`` and ``soft_<class>`` columns added;
+    `classes` orders the soft-label columns; audio paths in the table are relative to `root`;
+    `source` names the manifest in error messages.
+    """
+
+    table: pd.DataFrame
+    classes: tuple[str, ...]
+    root: Path
+    source: str = "manifest"
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def rows(self, mask) -> Partition:
+        """The same partition restricted to the rows where `mask` (a boolean Series) holds."""
+        return replace(self, table=self.table[mask])
+
+    def of_subset(self, subset: str) -> Partition:
+        return self.rows(self.table["subset"] == subset)
+
+    def soft_matrix(self) -> np.ndarray:
+        return soft_matrix(self.table, self.classes)
+
+
+def partition(frame: pd.DataFrame, config: DataConfig | None = None, *, root: str | Path | None = None,
+              source: str | None = None) -> Partition:
+    """The manifest's `Partition`: ``subset``, ``label`` and ``soft_<class>`` columns added.
 
     ``label`` is the consensus class of clear rows (empty otherwise); ``soft_<class>`` is the
     one-hot consensus for clear rows, the eq. 5 soft label for ambiguous rows and 0 for
-    dropped rows.
+    dropped rows. `root` and `source` default to what `read_manifest` recorded of the file
+    (the current folder and "manifest" for a frame built in memory).
     """
     config = config or DataConfig()
     classes = tuple(config.classes)
@@ -106,40 +141,41 @@ def partition(frame: pd.DataFrame, config: DataConfig | None = None) -> pd.DataF
     result["label"] = [classes[w] if c else "" for w, c in zip(winner, is_clear)]
     for k, name in enumerate(classes):
         result[SOFT_PREFIX + name] = soft[:, k]
-    result.attrs.update(frame.attrs, classes=classes)
-    return result
+    result.attrs = {}  # the facts live in the Partition's fields only, one owner each
+    return Partition(result, classes, Path(root if root is not None else frame.attrs.get("root", ".")),
+                     source if source is not None else frame.attrs.get("source", "manifest"))
 
 
-def load_partition(manifest_path: str | Path, config: DataConfig) -> pd.DataFrame:
+def load_partition(manifest_path: str | Path, config: DataConfig) -> Partition:
     """`partition` of a manifest file, whose audio files must all exist."""
     return partition(read_manifest(manifest_path, check_audio=True), config)
 
 
-def soft_matrix(parted: pd.DataFrame) -> np.ndarray:
-    """The ``soft_<class>`` columns of a partition table as an ``[N, K]`` array."""
-    return parted[[SOFT_PREFIX + c for c in parted.attrs["classes"]]].to_numpy(dtype=np.float64)
+def soft_matrix(table: pd.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
+    """The ``soft_<class>`` columns of (rows of) a partition table as an ``[N, K]`` array."""
+    return table[[SOFT_PREFIX + c for c in classes]].to_numpy(dtype=np.float64)
 
 
-def summarize(parted: pd.DataFrame) -> dict[str, Any]:
+def summarize(parted: Partition) -> dict[str, Any]:
     """Counts for `ser partition --json` and the Table II-style report."""
-    classes = parted.attrs["classes"]
-    clear = parted[parted["subset"] == CLEAR]
+    classes, table = parted.classes, parted.table
+    clear = table[table["subset"] == CLEAR]
     summary = {
         "classes": list(classes),
-        "total": int(len(parted)),
-        **{name: int((parted["subset"] == name).sum()) for name in SUBSETS},
+        "total": int(len(table)),
+        **{name: int((table["subset"] == name).sum()) for name in SUBSETS},
         "clear_per_class": {c: int((clear["label"] == c).sum()) for c in classes},
-        "by_speaker": _group_counts(parted, "speaker", classes),
+        "by_speaker": _group_counts(table, "speaker", classes),
     }
-    if "session" in parted.columns:
-        summary["by_session"] = _group_counts(parted, "session", classes)
+    if "session" in table.columns:
+        summary["by_session"] = _group_counts(table, "session", classes)
     summary["ambiguous_fraction"] = summary[AMBIGUOUS] / summary["total"] if summary["total"] else 0.0
     return summary
 
 
-def _group_counts(parted: pd.DataFrame, column: str, classes) -> dict[str, dict[str, Any]]:
+def _group_counts(table: pd.DataFrame, column: str, classes) -> dict[str, dict[str, Any]]:
     groups = {}
-    for key, group in parted.groupby(column, sort=True):
+    for key, group in table.groupby(column, sort=True):
         clear = group[group["subset"] == CLEAR]
         groups[str(key)] = {
             **{name: int((group["subset"] == name).sum()) for name in SUBSETS},

@@ -110,15 +110,16 @@ def audio_path(frame: pd.DataFrame, relative: str) -> Path:
     return Path(frame.attrs["root"]) / relative
 
 
-def utterance_durations(frame: pd.DataFrame) -> np.ndarray:
-    """Seconds per utterance: ``end - start`` when given, else ``duration``, else the file header."""
+def utterance_durations(frame: pd.DataFrame, root: str | Path) -> np.ndarray:
+    """Seconds per utterance: ``end - start`` when given, else ``duration``, else the header of the
+    file (its ``path`` relative to `root`)."""
     durations = np.full(len(frame), np.nan)
     if "start" in frame.columns and "end" in frame.columns:
         durations = (frame["end"] - frame["start"]).to_numpy(dtype=float)
     if "duration" in frame.columns:
         durations = np.where(np.isnan(durations), frame["duration"].to_numpy(dtype=float), durations)
     for i in np.flatnonzero(np.isnan(durations)):
-        path = audio_path(frame, frame["path"].iloc[i])
+        path = Path(root) / frame["path"].iloc[i]
         try:
             durations[i] = soundfile.info(str(path)).duration
         except (RuntimeError, soundfile.LibsndfileError) as exc:

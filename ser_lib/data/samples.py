@@ -24,7 +24,7 @@ from ..config import DataConfig, FeatureConfig
 from ..errors import AudioError, ConfigError, ManifestError, SerError
 from .cache import FeatureCache
 from .inputs import SegmentInputs, is_missing, row_inputs
-from .labels import AMBIGUOUS, CLEAR, DROPPED, SOFT_PREFIX
+from .labels import AMBIGUOUS, CLEAR, DROPPED, SOFT_PREFIX, Partition
 from .manifest import TRUE_PREFIX
 
 
@@ -62,7 +62,7 @@ class Sample:
 
 
 def build_samples(
-    parted: pd.DataFrame,
+    parted: Partition,
     data_config: DataConfig,
     feature_config: FeatureConfig,
     cache: FeatureCache | None,
@@ -77,23 +77,23 @@ def build_samples(
     """
     subsets = _checked_subsets(subsets)
     classes = tuple(data_config.classes)
-    if tuple(parted.attrs.get("classes", ())) != classes:
+    if not isinstance(parted, Partition):
+        raise ValueError(f"build_samples needs a Partition (labels.partition(read_manifest(path), data_config)), "
+                         f"not {type(parted).__name__}")
+    if parted.classes != classes:
         raise ConfigError(
-            f"the partition table was made for classes {parted.attrs.get('classes')!r}, "
+            f"the partition table was made for classes {parted.classes!r}, "
             f"data.classes is {classes!r}; partition the manifest with this data config"
         )
-    if "root" not in parted.attrs or "subset" not in parted.columns:
-        raise ValueError("build_samples needs labels.partition(read_manifest(path), data_config), "
-                         "which carries the manifest folder in attrs['root'] and a 'subset' column")
-    source = parted.attrs.get("source", "manifest")
-    duplicated = parted["utt_id"][parted["utt_id"].duplicated()].unique().tolist()
+    table = parted.table
+    duplicated = table["utt_id"][table["utt_id"].duplicated()].unique().tolist()
     if duplicated:
-        raise ManifestError(f"{source}: duplicate utt_id(s) {duplicated[:5]}")
+        raise ManifestError(f"{parted.source}: duplicate utt_id(s) {duplicated[:5]}")
 
-    rows = parted[parted["subset"].isin(subsets)]
+    rows = table[table["subset"].isin(subsets)]
     soft = rows[[SOFT_PREFIX + c for c in classes]].to_numpy(dtype=np.float32)
     true = _true_matrix(rows, classes)
-    root = parted.attrs["root"]
+    root, source = parted.root, parted.source
 
     samples = []
     records = rows.to_dict("records")

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ..analysis import runs
 from ..config import Config, config_from_dict
 from ..data.folds import fold_names
-from ..data.labels import load_partition
+from ..data.labels import Partition, load_partition
 from ..errors import ConfigError, SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
 from .corpora import corpus_label, run_manifests
@@ -172,7 +172,7 @@ def train_trial(spec: dict[str, Any], job: dict[str, int] | None = None) -> dict
     return {**_metrics(record), "trial_seconds": seconds, "node_ip": node["node_ip"], **memory}
 
 
-def _fold_names(grid_name: str, configs: dict[str, Config], partitions: dict[str, pd.DataFrame]) -> list[str]:
+def _fold_names(grid_name: str, configs: dict[str, Config], partitions: dict[str, Partition]) -> list[str]:
     """The folds every run of the grid (`configs`, by run name) shares: the speakers (LOSO) or
     k01-of-K ... (eval.kfold). Runs on other folds could not be paired fold by fold, so the grid
     may not vary the scheme, and the corpora (`partitions`, by manifest) of a grid that generates
@@ -189,7 +189,7 @@ def _fold_names(grid_name: str, configs: dict[str, Config], partitions: dict[str
     return next(iter(folds.values()))
 
 
-def _partitions(configs: dict[str, Config], manifests: dict[str, Path]) -> dict[str, pd.DataFrame]:
+def _partitions(configs: dict[str, Config], manifests: dict[str, Path]) -> dict[str, Partition]:
     """Each distinct manifest's partition, by the data settings of the first run on it."""
     partitions = {}
     for name, config in configs.items():

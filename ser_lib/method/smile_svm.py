@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.special import softmax
 from tqdm.auto import tqdm
 
@@ -29,10 +28,10 @@ from ..analysis.results import fold_record, predictions_frame
 from ..config import Config
 from ..data.audio import load_audio
 from ..data.cache import FeatureCache
+from ..data.folds import Fold, split_partition
 from ..data.inputs import optional_float
-from ..data.labels import CLEAR
+from ..data.labels import CLEAR, Partition
 from ..errors import ConfigError
-from ..data.folds import Fold, split_frame
 
 
 def smile_functionals(path: Path, start: float | None, end: float | None, config: Config,
@@ -70,16 +69,15 @@ def _extractor(name: str):
     return _EXTRACTORS[name]
 
 
-def utterance_matrix(frame: pd.DataFrame, config: Config, cache: FeatureCache | None, progress: bool) -> np.ndarray:
-    """Functionals of every row of a partition table [N, F]."""
-    root = Path(frame.attrs["root"])
-    rows = [smile_functionals(root / row["path"], optional_float(row, "start"), optional_float(row, "end"),
+def utterance_matrix(parted: Partition, config: Config, cache: FeatureCache | None, progress: bool) -> np.ndarray:
+    """Functionals of every utterance of a partition [N, F]."""
+    rows = [smile_functionals(parted.root / row["path"], optional_float(row, "start"), optional_float(row, "end"),
                               config, cache)
-            for row in tqdm(frame.to_dict("records"), desc="openSMILE", leave=False, disable=not progress)]
+            for row in tqdm(parted.table.to_dict("records"), desc="openSMILE", leave=False, disable=not progress)]
     return np.stack(rows)
 
 
-def train_svm_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str | Path,
+def train_svm_fold(config: Config, parted: Partition, fold: Fold, fold_dir: str | Path,
                    progress: bool = True) -> dict:
     """Fit on the clear training utterances, evaluate on the test speaker; write the fold folder."""
     from sklearn.pipeline import make_pipeline
@@ -87,12 +85,12 @@ def train_svm_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: s
     from sklearn.svm import LinearSVC
 
     started = time.perf_counter()
-    classes = tuple(parted.attrs["classes"])
+    classes = parted.classes
     cache = FeatureCache(config.cache_dir)
-    splits = split_frame(parted, fold)
-    train = splits["train"][splits["train"]["subset"] == CLEAR]
-    test = splits["test"]
-    x_train, x_test = (utterance_matrix(f, config, cache, progress) for f in (train, test))
+    splits = split_partition(parted, fold)
+    train, test = splits["train"].of_subset(CLEAR), splits["test"]
+    x_train, x_test = (utterance_matrix(split, config, cache, progress) for split in (train, test))
+    train, test = train.table, test.table
     y_train = np.array([classes.index(label) for label in train["label"]])
     y_test = np.array([classes.index(label) for label in test["label"]])
     model = make_pipeline(StandardScaler(), LinearSVC(C=config.train.svm_c, class_weight="balanced",

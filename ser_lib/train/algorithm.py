@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -32,6 +31,7 @@ from ..analysis.results import fold_record, predictions_frame
 from ..config import Config
 from ..data.cache import FeatureCache
 from ..data.folds import Fold
+from ..data.labels import Partition
 from ..data.samples import Sample, clear_class_counts, fbank_statistics
 from ..method.label_store import LabelStore
 from ..method.losses import inverse_frequency_weights
@@ -69,7 +69,7 @@ def freeze_front_end(temporal, samples: list[Sample], device) -> None:
         sample.front_end = features
 
 
-def train_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: str | Path,
+def train_fold(config: Config, parted: Partition, fold: Fold, fold_dir: str | Path,
                cache: FeatureCache | None = None, resume: bool = False, progress: bool = True,
                on_epoch_end: Callable[[str, int], None] | None = None) -> dict:
     """Train and evaluate one LOSO fold; writes checkpoints, the model and `fold_result.json`.

@@ -1,17 +1,18 @@
-"""A fold's training data: its splits (`data.folds.split_frame`) as segments with features, and the
+"""A fold's training data: its splits (`data.folds.split_partition`) as segments with features, and the
 training targets of its method (`method.targets`, `method.aggregation`): `prepare_fold`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from ..config import Config
 from ..data.annotations import ANNOTATIONS_CSV, read_annotations
 from ..data.cache import FeatureCache
-from ..data.folds import Fold, split_frame
-from ..data.labels import AMBIGUOUS, CLEAR
+from ..data.folds import Fold, split_partition
+from ..data.labels import AMBIGUOUS, CLEAR, Partition
 from ..data.samples import Sample, build_samples
 from ..errors import ConfigError
 from ..method.aggregation import AGGREGATORS, aggregated_soft_labels, with_aggregated_labels
@@ -20,7 +21,7 @@ from ..method.targets import training_targets
 
 @dataclass
 class FoldData:
-    """The segments of one fold (see `split_frame`)."""
+    """The segments of one fold (see `split_partition`)."""
 
     train: list[Sample]
     validation: list[Sample]
@@ -41,20 +42,21 @@ class FoldData:
         return self.train + self.validation + self.test + self.test_ambiguous
 
 
-def prepare_fold(parted: pd.DataFrame, fold: Fold, config: Config, cache: FeatureCache | None,
+def prepare_fold(parted: Partition, fold: Fold, config: Config, cache: FeatureCache | None,
                  progress: bool = True) -> FoldData:
-    splits = split_frame(parted, fold)
+    splits = split_partition(parted, fold)
 
     def samples(name: str, subsets) -> list[Sample]:
-        frame = splits[name]
-        if len(frame) == 0:
+        split = splits[name]
+        if len(split) == 0:
             return []
-        return build_samples(frame, config.data, config.features, cache, subsets=subsets, progress=progress)
+        return build_samples(split, config.data, config.features, cache, subsets=subsets, progress=progress)
 
     train = training_targets(samples("train", (CLEAR, AMBIGUOUS)), config.data.train_targets)
     if config.data.train_targets in AGGREGATORS:  # fitted on this fold's training utterances only
         annotations = annotator_labels(parted, config.data.train_targets)
-        train_utterances = set(parted.loc[parted["speaker"].astype(str).isin(fold.train_speakers), "utt_id"])
+        table = parted.table
+        train_utterances = set(table.loc[table["speaker"].astype(str).isin(fold.train_speakers), "utt_id"])
         soft = aggregated_soft_labels(annotations, train_utterances, config.data.classes, config.data.train_targets)
         train = with_aggregated_labels(train, soft)
     return FoldData(
@@ -62,14 +64,14 @@ def prepare_fold(parted: pd.DataFrame, fold: Fold, config: Config, cache: Featur
         validation=samples("validation", (CLEAR,)),
         test=samples("test", (CLEAR,)),
         test_ambiguous=samples("test_ambiguous", (AMBIGUOUS,)),
-        classes=tuple(parted.attrs["classes"]),
+        classes=parted.classes,
     )
 
 
-def annotator_labels(parted: pd.DataFrame, method: str) -> pd.DataFrame:
+def annotator_labels(parted: Partition, method: str) -> pd.DataFrame:
     """The annotations beside the partition's manifest; a corpus without them is refused."""
-    manifest = parted.attrs.get("source", "")
-    annotations = read_annotations(manifest, set(parted["utt_id"])) if manifest else None
+    manifest = parted.source
+    annotations = read_annotations(manifest, set(parted.table["utt_id"])) if Path(manifest).is_file() else None
     if annotations is None:
         raise ConfigError(f"data.train_targets={method} aggregates annotators, but {manifest or 'this corpus'} has no "
                           f"{ANNOTATIONS_CSV} beside it (who gave which label); `ser synth` and "

@@ -18,10 +18,10 @@ from ..analysis.metrics import aggregate_folds
 from ..analysis.results import write_results
 from ..config import Config
 from ..data.cache import FeatureCache
-from ..data.labels import load_partition
+from ..data.folds import Fold, make_folds
+from ..data.labels import Partition, load_partition
 from ..runtime import apply_threads
 from .algorithm import train_fold
-from ..data.folds import Fold, make_folds
 
 
 def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, resume: bool = False,
@@ -47,7 +47,7 @@ def run_loso(config: Config, manifest_path: str | Path, run_dir: str | Path, res
     return summarize_run(run_dir, config, records)
 
 
-def train_any_fold(config: Config, parted: pd.DataFrame, fold: Fold, fold_dir: Path, cache: FeatureCache,
+def train_any_fold(config: Config, parted: Partition, fold: Fold, fold_dir: Path, cache: FeatureCache,
                    resume: bool = False, progress: bool = True) -> dict:
     """One fold by the trainer `config.train.trainer` names: Algorithm 1, or the openSMILE + SVM
     baseline (`method.smile_svm`)."""
