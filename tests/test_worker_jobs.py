@@ -23,7 +23,7 @@ pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these file
 
 QUICK = {"train.batch_size": 4, "train.stage1_max_epochs": 1, "train.max_epochs": 2, "train.patience": 10,
          "model.conv_channels": "8,8,8,8,8", "model.fusion_dims": "16,16,16", "model.classifier_hidden": 8}
-SPEAKERS = ["S1F"]  # the tiny corpus's first fold
+SPEAKERS = ["S1F", "S1M"]  # the tiny corpus's first two folds
 
 
 def trials(runs_, speakers, manifest="m.csv"):
@@ -99,23 +99,21 @@ def write_grid(path, **tree):
 
 @pytest.fixture(scope="module")
 def two_sweeps(tiny_corpus, tmp_path_factory):
-    """Two methods on one fold swept twice, one worker at a time (with two, `jobs.job_size` would
-    split two trials into two jobs): in one worker job of two folds, and one process per fold.
-    Each sweep has a cache (and stage-1 store) of its own."""
+    """Two methods on two folds swept twice: in two worker jobs of two folds, and one process per
+    fold. Each sweep has a cache (and stage-1 store) of its own."""
     out = tmp_path_factory.mktemp("jobs")
     swept = {}
     for per_worker in (2, 1):
-        grid = write_grid(out / f"grid{per_worker}.yaml", methods=["paper", "soft-static"], folds=1,
+        grid = write_grid(out / f"grid{per_worker}.yaml", methods=["paper", "soft-static"], folds=2,
                           set={**QUICK, "cache_dir": str(out / f"cache{per_worker}")})
-        outcome = run_sweep(grid, tiny_corpus, out / f"n{per_worker}", progress=False, trials_per_worker=per_worker,
-                            concurrency=1)
+        outcome = run_sweep(grid, tiny_corpus, out / f"n{per_worker}", progress=False, trials_per_worker=per_worker)
         swept[per_worker] = (out / f"n{per_worker}", outcome)
     return swept
 
 
 def test_folds_trained_in_a_job_equal_folds_trained_alone(two_sweeps):
     (jobs, together), (alone, single) = two_sweeps[2], two_sweeps[1]
-    assert (together.trained, together.failed, single.trained, single.failed) == (2, [], 2, [])
+    assert (together.trained, together.failed, single.trained, single.failed) == (4, [], 4, [])
     for speaker in SPEAKERS:
         first, second = (runs.read_trial_info(runs.fold_dir(jobs / run, speaker))
                          for run in ("paper/default/seed-0", "soft-static/default/seed-0"))
