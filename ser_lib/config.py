@@ -435,6 +435,7 @@ class RuntimeConfig:
 
 
 PRETRAIN_OBJECTIVES = ("hubert", "tera", "wav2vec2")
+PROSODY_OBJECTIVES = ("hubert", "tera")  # those whose loss sees the encoder's hidden states per frame
 
 
 @dataclass
@@ -479,6 +480,10 @@ class PretrainConfig:
     num_negatives: int = 50
     diversity_weight: float = 0.1
     gumbel_temperature: tuple[float, ...] = (2.0, 0.5)
+    # Prosody workers (PASE+): with a weight > 0, "tera" and "hubert" also regress every valid
+    # frame's eGeMAPS descriptors and voicing (`data.prosody`, z-scored) through a two-layer head,
+    # adding prosody_weight x their mean squared error to the loss. 0: off, the shipped encoder's setting.
+    prosody_weight: float = 0.0
     # The generated pretraining speech (`ser synth --unlabelled`) used when no source is given.
     hours: float = 3.0
     speakers: int = 48
@@ -495,6 +500,11 @@ class PretrainConfig:
         if not self.crop_s > 0 or not self.lr > 0 or not self.hours > 0:
             raise ConfigError(f"pretrain.crop_s, pretrain.lr and pretrain.hours must be > 0, "
                               f"got {self.crop_s}, {self.lr}, {self.hours}")
+        if not self.prosody_weight >= 0:
+            raise ConfigError(f"pretrain.prosody_weight must be >= 0, got {self.prosody_weight}")
+        if self.prosody_weight > 0 and self.objective not in PROSODY_OBJECTIVES:
+            raise ConfigError(f"pretrain.prosody_weight > 0 needs pretrain.objective in {PROSODY_OBJECTIVES}, "
+                              f"got {self.objective!r}")
         if not 0.0 <= self.warmup_share < 1.0 or not 0.0 < self.mask_prob < 1.0:
             raise ConfigError(f"pretrain.warmup_share must be in [0, 1) and pretrain.mask_prob in (0, 1), "
                               f"got {self.warmup_share} and {self.mask_prob}")

@@ -30,7 +30,8 @@ def test_the_default_rule_on_hand_made_cases():
         ("s2", 0, 0, 0, 0, 0.5),  # only other votes, no majority rule needed: dropped
         ("s2", 0, 2.5, 0, 0, 2),  # fractional votes: 2.5 of 4.5 is a majority
     ]))
-    assert parted.table["subset"].tolist() == ["clear", "ambiguous", "dropped", "dropped", "ambiguous", "dropped", "clear"]
+    assert parted.table["subset"].tolist() == ["clear", "ambiguous", "dropped", "dropped", "ambiguous", "dropped",
+                                               "clear"]
     assert parted.table["label"].tolist() == ["anger", "", "", "", "", "", "happiness"]
     soft = parted.soft_matrix()
     np.testing.assert_allclose(soft[1], [2 / 3, 1 / 3, 0, 0])  # eq. 5: target votes renormalised

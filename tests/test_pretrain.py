@@ -15,6 +15,7 @@ from ser_lib.config import PRETRAINED_ENCODER, PretrainConfig, load_config
 from ser_lib.data.corpora import synth
 from ser_lib.data.corpora.synth import unlabelled
 from ser_lib.data.manifest import read_manifest
+from ser_lib.data.prosody import F0_COLUMN, prosody_frames, prosody_names
 from ser_lib.errors import ConfigError, ManifestError
 from ser_lib.model.encoder import SHIPPED_ENCODERS, build_encoder
 from ser_lib.model.masks import time_mask
@@ -69,6 +70,28 @@ def test_unlabelled_speech_is_deterministic_and_has_no_votes(speech, tmp_path):
         read_manifest(speech)
 
 
+def test_prosody_targets_follow_pitch_voicing_and_loudness_at_the_encoders_frame_rate():
+    """A loud 220 Hz tone, near silence, then a quieter 110 Hz tone: per 20 ms encoder frame, F0 is
+    an octave (12 semitones) lower in the second tone, voicing is 1 in the tones and 0 between them,
+    and loudness follows the amplitude."""
+    rate, stride = 16000, pretraining.FRAME_STRIDE
+    t = np.arange(rate) / rate
+    quiet = 0.001 * np.random.default_rng(0).standard_normal(rate // 2)
+    samples = torch.from_numpy(np.concatenate([0.5 * np.sin(2 * np.pi * 220 * t), quiet,
+                                               0.1 * np.sin(2 * np.pi * 110 * t)]).astype(np.float32))
+    num_frames = 1 + (len(samples) - 400) // stride
+    targets = prosody_frames(samples, rate, stride, num_frames)
+    names = prosody_names()
+    assert targets.shape == (num_frames, len(names)) and names[-1] == "voiced"
+    f0, voiced, loudness = (targets[:, names.index(n)] for n in (F0_COLUMN, "voiced", "Loudness_sma3"))
+    first, gap, second = slice(10, 40), slice(55, 70), slice(85, 115)  # frames well inside each part
+    assert voiced[first].min() == 1 and voiced[second].min() == 1 and voiced[gap].max() == 0
+    assert f0[first].mean() - f0[second].mean() == pytest.approx(12, abs=0.5)
+    assert loudness[first].mean() > loudness[second].mean() > loudness[gap].mean()
+    with pytest.raises(ValueError, match="multiple of 160"):
+        prosody_frames(samples, rate, 100, num_frames)
+
+
 def test_labelled_manifest_needs_task_adaptive(tiny_corpus):
     with pytest.raises(ConfigError, match="task-adaptive"):
         pretraining.collect_sources([tiny_corpus], [], task_adaptive=False)
@@ -76,17 +99,24 @@ def test_labelled_manifest_needs_task_adaptive(tiny_corpus):
     assert len(sources) == 32 and "task-adaptive" in described[0]
 
 
-@pytest.mark.parametrize("objective", ["hubert", "tera"])
-def test_pretraining_loss_falls_and_the_encoder_loads(speech, tmp_path, objective):
+@pytest.mark.parametrize("objective,workers", [("hubert", 0.0), ("tera", 0.0), ("tera", 1.0)])
+def test_pretraining_loss_falls_and_the_encoder_loads(speech, tmp_path, objective, workers):
     # Two utterances, so that 100 steps are enough to learn them: random batches of a larger corpus
     # make the loss of a few steps too noisy to show a fall.
     summary = run(speech, tmp_path / objective, utterances=2,
                   **{"pretrain.objective": objective, "pretrain.steps": 100, "pretrain.crop_s": 1.0,
-                     "pretrain.log_every": 16})
+                     "pretrain.log_every": 16, "pretrain.prosody_weight": workers})
     losses = [row["loss"] for row in summary["history"]]
     assert np.mean(losses[-2:]) < losses[0] - 0.2, losses
     if objective == "tera":  # learning means beating the mean frame
-        assert summary["final"]["loss"] < summary["final"]["mean_frame_l1"]
+        assert summary["final"]["reconstruction_l1"] < summary["final"]["mean_frame_l1"]
+    if workers:  # the prosody workers learn too: their MSE falls below the mean predictor's
+        worker_mse = [row["prosody_mse"] for row in summary["history"]]
+        assert worker_mse[-1] < 0.8 * summary["final"]["prosody_mean_mse"], worker_mse
+        assert worker_mse[-1] < worker_mse[0], worker_mse
+        assert len(summary["prosody_scale"]["mean"]) == len(prosody_names())
+    else:
+        assert "prosody_mse" not in summary["final"] and summary["prosody_scale"] is None
     assert not summary["collapsed"]
     saved = json.loads((tmp_path / objective / "pretraining.json").read_text())
     assert saved["final"]["loss"] == summary["final"]["loss"]
@@ -177,8 +207,15 @@ def test_collapse_reasons_read_the_last_window():
     stuck = [{"loss": 3.934, "contrastive": 3.931, "codevector_perplexity": 125.0, "frame_std": 0.65}] * 4
     assert any("at chance" in r for r in collapse_reasons(stuck, config))
     tera = PretrainConfig(objective="tera")
-    assert collapse_reasons([{"loss": 2.0, "mean_frame_l1": 2.3, "frame_std": 0.7}], tera) == []
-    assert "nothing learned" in collapse_reasons([{"loss": 2.3, "mean_frame_l1": 2.3, "frame_std": 0.7}], tera)[0]
+    assert collapse_reasons([{"loss": 2.0, "reconstruction_l1": 2.0, "mean_frame_l1": 2.3, "frame_std": 0.7}], tera) == []
+    assert "nothing learned" in collapse_reasons([{"loss": 2.3, "reconstruction_l1": 2.3, "mean_frame_l1": 2.3,
+                                                   "frame_std": 0.7}], tera)[0]
+    # Prosody workers no better than each descriptor's mean: the reconstruction alone does not hide it.
+    workers = PretrainConfig(objective="tera", prosody_weight=1.0)
+    stuck_workers = [{"loss": 3.0, "reconstruction_l1": 2.0, "mean_frame_l1": 2.3, "frame_std": 0.7,
+                      "prosody_mse": 1.0, "prosody_mean_mse": 0.99}]
+    assert collapse_reasons(stuck_workers, tera) == []
+    assert "prosody workers" in collapse_reasons(stuck_workers, workers)[0]
     hubert = PretrainConfig(objective="hubert", num_clusters=100)
     assert collapse_reasons([{"loss": 2.0, "prediction_perplexity": 3.0, "frame_std": 0.5}], hubert)
 

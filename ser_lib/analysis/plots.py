@@ -265,16 +265,24 @@ _PRETRAINING_PANELS = {
 
 
 def plot_pretraining_curves(history: list[dict], objective: str) -> Figure:
-    """A pretraining run's curves against steps: its loss (for TERA beside the L1 of predicting the
-    mean frame), what shows whether the objective learns or collapses (masked-frame accuracy and
+    """A pretraining run's curves against steps: its loss (for TERA, its reconstruction L1 beside the
+    L1 of predicting the mean frame; with prosody workers, their MSE beside that of predicting each
+    descriptor's mean), what shows whether the objective learns or collapses (masked-frame accuracy and
     cluster usage; the contrastive loss and codebook usage; TERA: the learning rate), and how much
     the encoder's hidden states vary across frames."""
     figure = Figure(figsize=(11, 3.2))
     axes = figure.subplots(1, 3)
     steps = [row["step"] for row in history]
     axes[0].plot(steps, [row["loss"] for row in history], label="loss")
+    workers = "prosody_mse" in history[0]
     if objective == "tera":
+        if workers:
+            axes[0].plot(steps, [row["reconstruction_l1"] for row in history], label="reconstruction L1")
         axes[0].plot(steps, [row["mean_frame_l1"] for row in history], "--", label="mean-frame L1 (baseline)")
+    if workers:
+        axes[0].plot(steps, [row["prosody_mse"] for row in history], label="prosody workers' MSE")
+        axes[0].plot(steps, [row["prosody_mean_mse"] for row in history], ":", label="descriptor means' MSE")
+    if objective == "tera" or workers:
         axes[0].legend(fontsize=8)
     axes[0].set(xlabel="step", title=f"{objective}: loss")
     if objective in _PRETRAINING_PANELS:

@@ -243,7 +243,8 @@ def split_partition(parted: Partition, fold: Fold) -> dict[str, Partition]:
     training sample (stage 1 trains on clear samples and the class weights need every class).
     """
     if not isinstance(parted, Partition):
-        raise ConfigError(f"split_partition needs a Partition (ser_lib.data.labels.partition), not {type(parted).__name__}")
+        raise ConfigError("split_partition needs a Partition (ser_lib.data.labels.partition), "
+                          f"not {type(parted).__name__}")
     table = parted.table
     speaker = table["speaker"].astype(str)
     known = set(speaker)

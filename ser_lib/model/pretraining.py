@@ -16,6 +16,11 @@ is the one the temporal branch fine-tunes (`Wav2Vec2Model`), fed the same normal
   codebook diversity loss, from transformers' `Wav2Vec2ForPreTraining`, normalised per masked
   frame as transformers' pretraining example does.
 
+With `pretrain.prosody_weight > 0`, "hubert" and "tera" also train prosody workers (PASE+'s
+regression workers): a two-layer head regresses every valid frame's z-scored eGeMAPS descriptors
+and voicing (`data.prosody`) from the same hidden states, by mean squared error, added to the loss
+with that weight. PASE+ regresses from every frame, masked or not; so does this.
+
 Each returns its loss and the diagnostics that reveal a collapse (`collapse_reasons`): wav2vec
 2.0 is known to collapse on small data (its codebook perplexity falls toward a handful of entries
 and the contrastive loss becomes trivial: transformers #14387, fairseq #4530, #3673).
@@ -94,14 +99,47 @@ class _PredictionHead(nn.Sequential):
         super().__init__(*layers, nn.Linear(hidden_size, out_size))
 
 
+class _ProsodyWorkers(nn.Module):
+    """PASE+'s regression workers on prosody: MSE of a two-layer head's prediction of each valid
+    frame's descriptors. Its baseline, the MSE of predicting each descriptor's mean, is about 1
+    (the targets are z-scored), so a worker that learned nothing stays near 1."""
+
+    def __init__(self, hidden_size: int, prosody_dim: int, weight: float):
+        super().__init__()
+        self.head = _PredictionHead(hidden_size, prosody_dim, depth=2)
+        self.weight = weight
+
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor,
+                frame_mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        targets = targets[:, : hidden.shape[1]][frame_mask]
+        mse = F.mse_loss(self.head(hidden[frame_mask]).float(), targets)
+        baseline = float(((targets - targets.mean(0)) ** 2).mean())
+        return self.weight * mse, {"prosody_mse": mse.item(), "prosody_mean_mse": baseline}
+
+
+def _with_workers(objective: _Objective, hidden_size: int, config: PretrainConfig, prosody_dim: int) -> None:
+    objective.workers = _ProsodyWorkers(hidden_size, prosody_dim, config.prosody_weight) \
+        if config.prosody_weight > 0 else None
+
+
+def _add_worker_loss(objective: _Objective, loss: torch.Tensor, stats: dict, hidden: torch.Tensor, batch: dict,
+                     frame_mask: torch.Tensor) -> torch.Tensor:
+    if objective.workers is None:
+        return loss
+    worker_loss, worker_stats = objective.workers(hidden, batch["prosody"], frame_mask)
+    stats.update(worker_stats)
+    return loss + worker_loss
+
+
 class ClusterPrediction(_Objective):
     """HuBERT iteration 1: cross-entropy on the k-means cluster of each masked frame."""
 
-    def __init__(self, encoder_config: Wav2Vec2Config, config: PretrainConfig):
+    def __init__(self, encoder_config: Wav2Vec2Config, config: PretrainConfig, prosody_dim: int = 0):
         super().__init__()
         self.encoder = Wav2Vec2Model(encoder_config)
         self.head = _PredictionHead(encoder_config.hidden_size, config.num_clusters, depth=1)
         self.config = config
+        _with_workers(self, encoder_config.hidden_size, config, prosody_dim)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         frame_mask = self.frame_mask(batch["sample_mask"])
@@ -115,17 +153,18 @@ class ClusterPrediction(_Objective):
                  "prediction_perplexity": _perplexity(probabilities),
                  "target_perplexity": _perplexity(F.one_hot(targets, self.config.num_clusters).float()),
                  "frame_std": _frame_std(hidden, frame_mask), "masked_share": float(masked.sum() / frame_mask.sum())}
-        return loss, stats
+        return _add_worker_loss(self, loss, stats, hidden, batch, frame_mask), stats
 
 
 class FrameReconstruction(_Objective):
     """TERA's time alteration: L1 reconstruction of the masked frames' filterbanks."""
 
-    def __init__(self, encoder_config: Wav2Vec2Config, config: PretrainConfig, target_dim: int):
+    def __init__(self, encoder_config: Wav2Vec2Config, config: PretrainConfig, target_dim: int, prosody_dim: int = 0):
         super().__init__()
         self.encoder = Wav2Vec2Model(encoder_config)
         self.head = _PredictionHead(encoder_config.hidden_size, target_dim, depth=2)
         self.config = config
+        _with_workers(self, encoder_config.hidden_size, config, prosody_dim)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         frame_mask = self.frame_mask(batch["sample_mask"])
@@ -135,9 +174,9 @@ class FrameReconstruction(_Objective):
         loss = F.l1_loss(self.head(hidden[masked]).float(), targets)
         # A predictor that outputs the mean frame scores this; learning means going below it.
         baseline = float((targets - targets.mean(0)).abs().mean())
-        stats = {"mean_frame_l1": baseline, "frame_std": _frame_std(hidden, frame_mask),
-                 "masked_share": float(masked.sum() / frame_mask.sum())}
-        return loss, stats
+        stats = {"reconstruction_l1": loss.item(), "mean_frame_l1": baseline,
+                 "frame_std": _frame_std(hidden, frame_mask), "masked_share": float(masked.sum() / frame_mask.sum())}
+        return _add_worker_loss(self, loss, stats, hidden, batch, frame_mask), stats
 
 
 class Contrastive(_Objective):
@@ -183,11 +222,12 @@ class Contrastive(_Objective):
         return loss, stats
 
 
-def build_objective(name: str, encoder_config: Wav2Vec2Config, config: PretrainConfig, target_dim: int) -> _Objective:
+def build_objective(name: str, encoder_config: Wav2Vec2Config, config: PretrainConfig, target_dim: int,
+                    prosody_dim: int = 0) -> _Objective:
     if name == "hubert":
-        return ClusterPrediction(encoder_config, config)
+        return ClusterPrediction(encoder_config, config, prosody_dim)
     if name == "tera":
-        return FrameReconstruction(encoder_config, config, target_dim)
+        return FrameReconstruction(encoder_config, config, target_dim, prosody_dim)
     return Contrastive(encoder_config, config)
 
 
@@ -198,8 +238,8 @@ def collapse_reasons(history: list[dict], config: PretrainConfig) -> list[str]:
     Collapse: a loss near 0 (the task became trivial); too few targets in use (HuBERT's predicted
     clusters, wav2vec 2.0's codevector perplexity, below `MIN_USAGE_SHARE` of those available);
     hidden states that hardly vary across frames (`MIN_FRAME_STD`). Nothing learned: wav2vec 2.0's
-    contrastive loss still at chance, log(1 + distractors); TERA no better than predicting the
-    mean frame.
+    contrastive loss still at chance, log(1 + distractors); TERA's reconstruction no better than
+    predicting the mean frame; prosody workers no better than predicting each descriptor's mean.
     """
     if not history:
         return []
@@ -224,9 +264,12 @@ def collapse_reasons(history: list[dict], config: PretrainConfig) -> list[str]:
         if mean("contrastive") > 0.99 * chance:
             reasons.append(f"the contrastive loss {mean('contrastive'):.3f} is at chance (log {1 + config.num_negatives} "
                            f"= {chance:.3f}): nothing learned")
-    if config.objective == "tera" and mean("loss") >= mean("mean_frame_l1"):
-        reasons.append(f"the reconstruction L1 {mean('loss'):.3f} is no better than the mean frame's "
+    if config.objective == "tera" and mean("reconstruction_l1") >= mean("mean_frame_l1"):
+        reasons.append(f"the reconstruction L1 {mean('reconstruction_l1'):.3f} is no better than the mean frame's "
                        f"{mean('mean_frame_l1'):.3f}: nothing learned")
+    if config.prosody_weight > 0 and mean("prosody_mse") >= mean("prosody_mean_mse"):
+        reasons.append(f"the prosody workers' MSE {mean('prosody_mse'):.3f} is no better than predicting each "
+                       f"descriptor's mean ({mean('prosody_mean_mse'):.3f}): nothing learned")
     if mean("frame_std") < MIN_FRAME_STD:
         reasons.append(f"hidden states vary little across frames (std {mean('frame_std'):.3g})")
     return reasons

@@ -32,6 +32,7 @@ from ..config import Config, FeatureConfig, ModelConfig
 from ..data.audio import load_audio
 from ..data.features import fbank
 from ..data.manifest import audio_path, read_manifest, vote_classes
+from ..data.prosody import prosody_frames, standardize
 from ..errors import ConfigError, SerError, TrainingError
 from ..files import atomic_write_json
 from ..model.encoder import NAMED_ENCODERS, build_encoder
@@ -111,6 +112,8 @@ class Corpus:
     audio: list[torch.Tensor]
     frames: list[torch.Tensor]  # [encoder frames, 2 * mel bins]: log-mel pairs, mean-normalised
     clusters: list[torch.Tensor] | None = None  # [encoder frames] k-means ids (hubert)
+    prosody: list[torch.Tensor] | None = None  # [encoder frames, 26] z-scored eGeMAPS + voicing
+    prosody_scale: dict | None = None  # the mean and std of that z-scoring
 
     @property
     def seconds(self) -> float:
@@ -126,6 +129,14 @@ def load_corpus(sources: list[Source], sample_rate: int, features: FeatureConfig
         audio.append(torch.round(samples.clamp(-1, 1) * 32767).to(torch.int16))
         frames.append(frame_targets(samples, features, sample_rate))
     return Corpus(audio, frames)
+
+
+def add_prosody(corpus: Corpus, sample_rate: int, progress: bool) -> None:
+    """The prosody workers' targets (`data.prosody`) of every utterance, z-scored over the corpus."""
+    targets = [prosody_frames(samples.float() / 32767, sample_rate, FRAME_STRIDE, len(frames))
+               for samples, frames in tqdm(list(zip(corpus.audio, corpus.frames)), desc="eGeMAPS descriptors",
+                                           unit="utt", disable=not progress)]
+    corpus.prosody, corpus.prosody_scale = standardize(targets)
 
 
 def frame_targets(samples: torch.Tensor, features: FeatureConfig, sample_rate: int) -> torch.Tensor:
@@ -169,6 +180,7 @@ def draw_batch(corpus: Corpus, batch_size: int, crop_s: float, seed: int, step: 
     sample_mask = torch.zeros(batch_size, width, dtype=torch.bool)
     frames = torch.zeros(batch_size, num_frames, corpus.frames[0].shape[1])
     clusters = torch.zeros(batch_size, num_frames, dtype=torch.long)
+    prosody = torch.zeros(batch_size, num_frames, corpus.prosody[0].shape[1] if corpus.prosody else 0)
     for row, (i, start, length, first_frame) in enumerate(rows):
         waveform[row, :length] = corpus.audio[i][start:start + length].float() / 32767
         sample_mask[row, :length] = True
@@ -177,7 +189,11 @@ def draw_batch(corpus: Corpus, batch_size: int, crop_s: float, seed: int, step: 
         if corpus.clusters is not None:
             ids = corpus.clusters[i][first_frame:first_frame + num_frames]
             clusters[row, : len(ids)] = ids
-    return {"waveform": waveform, "sample_mask": sample_mask, "frames": frames, "clusters": clusters}
+        if corpus.prosody is not None:
+            values = corpus.prosody[i][first_frame:first_frame + num_frames]
+            prosody[row, : len(values)] = values
+    return {"waveform": waveform, "sample_mask": sample_mask, "frames": frames, "clusters": clusters,
+            "prosody": prosody}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -205,9 +221,12 @@ def pretrain(config: Config, sources: list[Source], described: list[str], out_di
     corpus = load_corpus(sources, config.data.sample_rate, config.features, progress)
     if settings.objective == "hubert":
         fit_clusters(corpus, settings.num_clusters, settings.kmeans_frames, config.seed)
+    if settings.prosody_weight > 0:
+        add_prosody(corpus, config.data.sample_rate, progress)
 
     start_from = build_encoder(ModelConfig(encoder=settings.encoder, mask_time_prob=settings.mask_prob))
-    objective = build_objective(settings.objective, start_from.config, settings, corpus.frames[0].shape[1])
+    objective = build_objective(settings.objective, start_from.config, settings, corpus.frames[0].shape[1],
+                                prosody_dim=corpus.prosody[0].shape[1] if corpus.prosody else 0)
     if settings.encoder not in NAMED_ENCODERS:  # continue from a pretrained folder
         objective.encoder.load_state_dict(start_from.state_dict())
     objective = objective.to(device)
@@ -300,7 +319,7 @@ def _finish(config, objective, history, wall, throughput, corpus, described, out
         "corpus_hours": corpus.seconds / 3600, "utterances": len(corpus.audio),
         "wall_seconds": wall, "audio_seconds_per_second": audio_seconds / wall if wall else math.nan,
         "torch_threads": torch.get_num_threads(), **throughput,
-        "collapsed": bool(reasons), "collapse_reasons": reasons,
+        "collapsed": bool(reasons), "collapse_reasons": reasons, "prosody_scale": corpus.prosody_scale,
         "final": history[-1] if history else {}, "history": history,
     }
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
