@@ -28,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from ..config import Config, FeatureConfig, ModelConfig
+from ..config import Config, FeatureConfig, ModelConfig, PretrainConfig
 from ..data.audio import load_audio
 from ..data.features import fbank
 from ..data.manifest import audio_path, read_manifest, vote_classes
@@ -277,7 +277,7 @@ def pretrain(config: Config, sources: list[Source], described: list[str], out_di
                        **{k: float(np.mean([w[k] for w in window])) for k in window[0]}}
                 history.append(row)
                 window = []
-                bar.set_postfix({k: f"{row[k]:.3g}" for k in _progress_keys(settings.objective)})
+                bar.set_postfix({k: f"{row[k]:.3g}" for k in _progress_keys(settings)})
             if step % settings.checkpoint_every == 0 and step < settings.steps:
                 save_checkpoint(state_path, {"model": objective.state_dict(), "optimizer": optimizer.state_dict(),
                                              "schedule": schedule.state_dict(), "rng": rng_state(), "step": step,
@@ -290,9 +290,10 @@ def pretrain(config: Config, sources: list[Source], described: list[str], out_di
     return _finish(config, objective, history, wall, throughput, corpus, described, out_dir, task_adaptive)
 
 
-def _progress_keys(objective: str) -> tuple[str, ...]:
-    return {"hubert": ("loss", "accuracy", "prediction_perplexity"), "tera": ("loss", "mean_frame_l1"),
-            "wav2vec2": ("contrastive", "codevector_perplexity")}[objective]
+def _progress_keys(settings: PretrainConfig) -> tuple[str, ...]:
+    keys = {"hubert": ("loss", "accuracy", "prediction_perplexity"), "tera": ("loss", "mean_frame_l1"),
+            "wav2vec2": ("contrastive", "codevector_perplexity")}[settings.objective]
+    return keys + ("prosody_mse",) if settings.prosody_weight > 0 else keys
 
 
 def _throughput(flops_per_step: int, steps: int, wall: float, device: torch.device) -> dict:
