@@ -62,6 +62,21 @@ class _Objective(nn.Module):
     """Common plumbing: the encoder, its input normalisation and frame masks."""
 
     encoder: Wav2Vec2Model
+    workers: _ProsodyWorkers | None  # set by attach_workers (an instance attribute: nn.Module registers it)
+
+    def attach_workers(self, config: PretrainConfig, prosody_dim: int) -> None:
+        """PASE+'s prosody workers on the encoder's hidden states, when `pretrain.prosody_weight` > 0."""
+        self.workers = _ProsodyWorkers(self.encoder.config.hidden_size, prosody_dim, config.prosody_weight) \
+            if config.prosody_weight > 0 else None
+
+    def with_worker_loss(self, loss: torch.Tensor, stats: dict, hidden: torch.Tensor, batch: dict,
+                         frame_mask: torch.Tensor) -> torch.Tensor:
+        """`loss` plus the workers' weighted MSE (their diagnostics go into `stats`); `loss` without workers."""
+        if self.workers is None:
+            return loss
+        worker_loss, worker_stats = self.workers(hidden, batch["prosody"], frame_mask)
+        stats.update(worker_stats)
+        return loss + worker_loss
 
     def frame_mask(self, sample_mask: torch.Tensor) -> torch.Tensor:
         """[B, frames] bool: the valid frames of the conv feature encoder's output, where masks apply."""
@@ -117,20 +132,6 @@ class _ProsodyWorkers(nn.Module):
         return self.weight * mse, {"prosody_mse": mse.item(), "prosody_mean_mse": baseline}
 
 
-def _with_workers(objective: _Objective, hidden_size: int, config: PretrainConfig, prosody_dim: int) -> None:
-    objective.workers = _ProsodyWorkers(hidden_size, prosody_dim, config.prosody_weight) \
-        if config.prosody_weight > 0 else None
-
-
-def _add_worker_loss(objective: _Objective, loss: torch.Tensor, stats: dict, hidden: torch.Tensor, batch: dict,
-                     frame_mask: torch.Tensor) -> torch.Tensor:
-    if objective.workers is None:
-        return loss
-    worker_loss, worker_stats = objective.workers(hidden, batch["prosody"], frame_mask)
-    stats.update(worker_stats)
-    return loss + worker_loss
-
-
 class ClusterPrediction(_Objective):
     """HuBERT iteration 1: cross-entropy on the k-means cluster of each masked frame."""
 
@@ -139,7 +140,7 @@ class ClusterPrediction(_Objective):
         self.encoder = Wav2Vec2Model(encoder_config)
         self.head = _PredictionHead(encoder_config.hidden_size, config.num_clusters, depth=1)
         self.config = config
-        _with_workers(self, encoder_config.hidden_size, config, prosody_dim)
+        self.attach_workers(config, prosody_dim)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         frame_mask = self.frame_mask(batch["sample_mask"])
@@ -153,7 +154,7 @@ class ClusterPrediction(_Objective):
                  "prediction_perplexity": _perplexity(probabilities),
                  "target_perplexity": _perplexity(F.one_hot(targets, self.config.num_clusters).float()),
                  "frame_std": _frame_std(hidden, frame_mask), "masked_share": float(masked.sum() / frame_mask.sum())}
-        return _add_worker_loss(self, loss, stats, hidden, batch, frame_mask), stats
+        return self.with_worker_loss(loss, stats, hidden, batch, frame_mask), stats
 
 
 class FrameReconstruction(_Objective):
@@ -164,7 +165,7 @@ class FrameReconstruction(_Objective):
         self.encoder = Wav2Vec2Model(encoder_config)
         self.head = _PredictionHead(encoder_config.hidden_size, target_dim, depth=2)
         self.config = config
-        _with_workers(self, encoder_config.hidden_size, config, prosody_dim)
+        self.attach_workers(config, prosody_dim)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         frame_mask = self.frame_mask(batch["sample_mask"])
@@ -176,7 +177,7 @@ class FrameReconstruction(_Objective):
         baseline = float((targets - targets.mean(0)).abs().mean())
         stats = {"reconstruction_l1": loss.item(), "mean_frame_l1": baseline,
                  "frame_std": _frame_std(hidden, frame_mask), "masked_share": float(masked.sum() / frame_mask.sum())}
-        return _add_worker_loss(self, loss, stats, hidden, batch, frame_mask), stats
+        return self.with_worker_loss(loss, stats, hidden, batch, frame_mask), stats
 
 
 class Contrastive(_Objective):
