@@ -127,8 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = commands.add_parser("probe", parents=[common],
                                 help="linear probe of a frozen encoder (model.encoder) on a corpus' clear utterances")
-    probe.add_argument("--manifest", required=True, type=Path)
+    probe.add_argument("--manifest", required=True, type=Path, action="append",
+                       help="a corpus to probe on; repeat for several")
     probe.add_argument("--json", action="store_true", help="print one JSON object")
+    probe.add_argument("--encoders", nargs="+", metavar="ENCODER",
+                       help="probe these encoders (model.encoder values) instead of model.encoder, and with "
+                            "--report write their probe curve")
+    probe.add_argument("--report", type=Path, metavar="PREFIX",
+                       help="with --encoders: write PREFIX.md, PREFIX.json and PREFIX.png (UA against size and "
+                            "build time)")
     probe.set_defaults(handler=cmd_probe, profile="demo")
 
     predict = commands.add_parser("predict", parents=[common], help="emotion distribution of an audio file")
@@ -214,8 +221,9 @@ def cmd_synth(args, config: Config) -> int:
         hours = args.hours or config.pretrain.hours
         started = time.perf_counter()
         manifest_path = synthesize_unlabelled(args.out, hours, seed=seed, num_speakers=config.pretrain.speakers,
-                                              workers=config.synth.workers)
-        print(f"wrote {manifest_path} ({hours:g} h of unlabelled speech, {config.pretrain.speakers} speakers, "
+                                              synthesizer=config.pretrain.synthesizer, workers=config.synth.workers)
+        print(f"wrote {manifest_path} ({hours:g} h of unlabelled {config.pretrain.synthesizer} speech, "
+              f"{config.pretrain.speakers} speakers, "
               f"seed {seed}) in {time.perf_counter() - started:.1f} s")
         return 0
     if args.hours is not None:
@@ -253,13 +261,33 @@ def cmd_pretrain(args, config: Config) -> int:
 def cmd_probe(args, config: Config) -> int:
     from .analysis.probe import linear_probe
 
-    result = linear_probe(config, args.manifest, progress=not args.json)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
+    if args.encoders:
+        return _probe_curve(args, config)
+    if args.report:
+        raise ConfigError("--report needs --encoders: the encoders whose probe curve to write")
+    results = [linear_probe(config, manifest, progress=not args.json) for manifest in args.manifest]
+    if args.json:  # one object for one corpus, a list for several
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+        return 0
+    for manifest, result in zip(args.manifest, results):
         speakers = ", ".join(f"{s} {100 * ua:.0f}" for s, ua in result["per_speaker_ua"].items())
-        print(f"{config.model.encoder}: linear-probe UA {100 * result['ua']:.1f}% over {result['utterances']} clear "
-              f"utterances, leave-one-speaker-out (per speaker: {speakers})")
+        print(f"{config.model.encoder} on {manifest}: linear-probe UA {100 * result['ua']:.1f}% over "
+              f"{result['utterances']} clear utterances, leave-one-speaker-out (per speaker: {speakers})")
+    return 0
+
+
+def _probe_curve(args, config: Config) -> int:
+    from .analysis.probe_curve import curve_markdown, probe_curve, write_curve_report
+
+    frame = probe_curve(config, args.encoders, args.manifest, progress=not args.json)
+    title = args.report.name if args.report else "probe curve"
+    if args.json:
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        print(curve_markdown(frame, title))
+    if args.report:
+        for path in write_curve_report(frame, args.report, title):
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -267,6 +267,10 @@ MODEL_VARIANTS = ("full", "spatial", "temporal", "integrated")
 ENCODER_MODES = ("finetune", "frozen")
 TINY_ENCODER = "tiny"
 BASE_ENCODER = "base"
+# Wider and deeper versions of the tiny encoder for the size curve (`benchmarks/encoder_sizes.py`):
+# the same conv front end, a larger transformer.
+SMALL_ENCODER = "small"
+MEDIUM_ENCODER = "medium"
 # The tiny encoder pretrained on generated speech, shipped with the package (`make encoder` rebuilds it).
 PRETRAINED_ENCODER = "tiny-pretrained"
 
@@ -435,6 +439,8 @@ class RuntimeConfig:
 
 
 PRETRAIN_OBJECTIVES = ("hubert", "tera", "wav2vec2")
+SYNTHESIZERS = ("espeak", "flite")
+DISTORTIONS = ("reverb", "noise")  # data.distortions applies them in this order
 PROSODY_OBJECTIVES = ("hubert", "tera")  # those whose loss sees the encoder's hidden states per frame
 
 
@@ -453,7 +459,7 @@ class PretrainConfig:
     # a linear-probe UA of 62.1% against HuBERT's 52.3% and the random encoder's 44%, and temporal-only
     # fine-tuning UA 48.1% against 43.8% (4 folds); wav2vec 2.0's contrastive loss was still at chance.
     objective: str = "tera"
-    # The architecture to pretrain: "tiny" or "base" (`model.encoder`'s named encoders with random
+    # The architecture to pretrain: "tiny", "small", "medium" or "base" (`model.encoder`'s named encoders with random
     # weights) or a `save_pretrained` folder to continue from.
     encoder: str = "tiny"
     steps: int = 4000
@@ -484,9 +490,17 @@ class PretrainConfig:
     # frame's eGeMAPS descriptors and voicing (`data.prosody`, z-scored) through a two-layer head,
     # adding prosody_weight x their mean squared error to the loss. 0: off, the shipped encoder's setting.
     prosody_weight: float = 0.0
-    # The generated pretraining speech (`ser synth --unlabelled`) used when no source is given.
+    # Distortions of the encoder's input, after PASE+ (`data.distortions`): "reverb" (simulated rooms)
+    # and "noise" (coloured noise, 5-20 dB SNR), each applied to a crop with distortion_prob; the
+    # targets stay the clean crop's. Empty: none, the shipped encoder's setting.
+    distortions: tuple[str, ...] = ()
+    distortion_prob: float = 0.5
+    # The generated pretraining speech (`ser synth --unlabelled`) used when no source is given:
+    # its hours, speakers and synthesiser, "espeak" (eSpeak NG's rule-based voices) or "flite"
+    # (Flite's voices built from four real speakers' recordings; needs Debian's `flite`).
     hours: float = 3.0
     speakers: int = 48
+    synthesizer: str = "espeak"
     log_every: int = 25
     checkpoint_every: int = 250
 
@@ -502,6 +516,12 @@ class PretrainConfig:
                               f"got {self.crop_s}, {self.lr}, {self.hours}")
         if not self.prosody_weight >= 0:
             raise ConfigError(f"pretrain.prosody_weight must be >= 0, got {self.prosody_weight}")
+        unknown = set(self.distortions) - set(DISTORTIONS)
+        if unknown or not 0.0 <= self.distortion_prob <= 1.0:
+            raise ConfigError(f"pretrain.distortions must be among {DISTORTIONS} and pretrain.distortion_prob in "
+                              f"[0, 1], got {tuple(self.distortions)!r} and {self.distortion_prob}")
+        if self.synthesizer not in SYNTHESIZERS:
+            raise ConfigError(f"pretrain.synthesizer must be one of {SYNTHESIZERS}, got {self.synthesizer!r}")
         if self.prosody_weight > 0 and self.objective not in PROSODY_OBJECTIVES:
             raise ConfigError(f"pretrain.prosody_weight > 0 needs pretrain.objective in {PROSODY_OBJECTIVES}, "
                               f"got {self.objective!r}")

@@ -252,6 +252,25 @@ def test_probe_command_scores_a_frozen_encoder(tiny_corpus, capsys):
     assert sorted(result["per_speaker_ua"]) == ["S1F", "S1M", "S2F", "S2M"]
 
 
+def test_probe_curve_reports_every_encoder_with_how_it_was_built(tiny_corpus, tmp_path, capsys):
+    shipped = str(SHIPPED_ENCODERS[PRETRAINED_ENCODER])
+    prefix = tmp_path / "curve" / "encoder-sizes"
+    assert main(["probe", "--manifest", str(tiny_corpus), "--encoders", "tiny", shipped, "--report", str(prefix),
+                 "--set", "runtime.threads=1"]) == 0
+    rows = json.loads(prefix.with_suffix(".json").read_text())
+    assert [row["label"] for row in rows] == ["tiny", PRETRAINED_ENCODER]
+    built = json.loads((SHIPPED_ENCODERS[PRETRAINED_ENCODER] / "pretraining.json").read_text())
+    assert rows[1]["steps"] == built["settings"]["steps"] and rows[1]["objective"] == built["objective"]
+    assert rows[0]["steps"] == 0 and rows[0]["parameters"] == rows[1]["parameters"] == 255_552
+    assert all(0 <= row["probe_ua"] <= 100 and row["utterances"] == 24 for row in rows)
+    table = prefix.with_suffix(".md").read_text()
+    assert f"| {PRETRAINED_ENCODER} | 0.26 M | 1.0 | tera | {built['settings']['steps']} |" in table
+    assert prefix.with_suffix(".png").stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["probe", "--manifest", str(tiny_corpus), "--report", str(prefix)]) == 2
+    assert "--report needs --encoders" in capsys.readouterr().err
+
+
 def test_probe_scores_its_features_leave_one_speaker_out(tiny_corpus, monkeypatch):
     """The probe's scoring on given features: ones that name each utterance's class score UA 1 on
     every held-out speaker; constant ones score chance, 1 / 4 classes."""

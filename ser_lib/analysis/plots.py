@@ -300,3 +300,23 @@ def plot_pretraining_curves(history: list[dict], objective: str) -> Figure:
     axes[2].set(xlabel="step", title="hidden-state std across frames")
     figure.tight_layout()
     return figure
+
+
+def plot_probe_curve(frame, title: str) -> Figure:
+    """Linear-probe UA per corpus against encoder parameters (log scale) and against build time:
+    `analysis.probe_curve`'s rows. Each point is labelled with its encoder."""
+    figure = Figure(figsize=(11, 3.8))
+    axes = figure.subplots(1, 2, sharey=True)
+    for color, (corpus, rows) in zip(("C0", "C1", "C2", "C3"), frame.groupby("corpus", sort=False)):
+        for ax, x in zip(axes, ("parameters", "build_minutes")):
+            ax.scatter(rows[x], rows["probe_ua"], color=color, label=corpus)
+            for _, row in rows.iterrows():
+                ax.annotate(row["label"], (row[x], row["probe_ua"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+    axes[0].set_xscale("log")
+    axes[0].set(xlabel="encoder parameters", ylabel="linear-probe UA (%)")
+    axes[1].set(xlabel="build time (min, pretraining wall clock)")
+    axes[1].legend(fontsize=8, title="corpus")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -7,7 +7,7 @@ the loss history, throughput, the collapse check) and `pretraining_curves.png`.
 Sources: manifests (labels and votes ignored) and audio folders. A manifest with vote columns
 belongs to an evaluation corpus, and pretraining on it is task-adaptive pretraining: it is refused
 unless asked for (`task_adaptive=True`, `ser pretrain --task-adaptive`), and recorded as such. With
-no source, the generated pretraining speech (`synth.unlabelled`, `pretrain.hours`) is used, made
+no source, the generated pretraining speech (`synth.unlabelled`, `pretrain.hours`, `pretrain.synthesizer`) is used, made
 first if missing.
 
 A run checkpoints atomically every `pretrain.checkpoint_every` steps (model, optimiser, schedule,
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, FeatureConfig, ModelConfig, PretrainConfig
 from ..data.audio import load_audio
+from ..data.distortions import distort, room_impulse_responses
 from ..data.features import fbank
 from ..data.manifest import audio_path, read_manifest, vote_classes
 from ..data.prosody import prosody_frames, standardize
@@ -46,6 +47,7 @@ SUMMARY_FILE = "pretraining.json"
 CURVES_FILE = "pretraining_curves.png"
 FRAME_STRIDE = 320  # encoder frames are 20 ms: the conv front end's total stride
 FBANK_PER_FRAME = 2  # 10 ms filterbank frames per encoder frame
+IMPULSE_RESPONSE_STREAM = 1  # the rooms' generator is seeded by (seed, this); batches by (seed, step)
 
 
 class CollapsedError(TrainingError):
@@ -95,10 +97,13 @@ def default_speech(config: Config, progress: bool) -> Path:
     """The generated pretraining speech's manifest, generated when missing."""
     from ..data.corpora.synth import synthesize_unlabelled
 
-    manifest = DEFAULT_SPEECH_DIR / "manifest.csv"
+    synthesizer = config.pretrain.synthesizer
+    folder = DEFAULT_SPEECH_DIR if synthesizer == "espeak" else DEFAULT_SPEECH_DIR.with_name(
+        f"{DEFAULT_SPEECH_DIR.name}-{synthesizer}")
+    manifest = folder / "manifest.csv"
     if not manifest.is_file():
-        synthesize_unlabelled(DEFAULT_SPEECH_DIR, config.pretrain.hours, seed=config.seed,
-                              num_speakers=config.pretrain.speakers, workers=config.synth.workers, progress=progress)
+        synthesize_unlabelled(folder, config.pretrain.hours, seed=config.seed, num_speakers=config.pretrain.speakers,
+                              synthesizer=synthesizer, workers=config.synth.workers, progress=progress)
     return manifest
 
 
@@ -114,6 +119,7 @@ class Corpus:
     clusters: list[torch.Tensor] | None = None  # [encoder frames] k-means ids (hubert)
     prosody: list[torch.Tensor] | None = None  # [encoder frames, 26] z-scored eGeMAPS + voicing
     prosody_scale: dict | None = None  # the mean and std of that z-scoring
+    impulse_responses: list[np.ndarray] | None = None  # the rooms of the "reverb" distortion
 
     @property
     def seconds(self) -> float:
@@ -161,9 +167,11 @@ def fit_clusters(corpus: Corpus, num_clusters: int, max_frames: int, seed: int) 
     return kmeans.cluster_centers_
 
 
-def draw_batch(corpus: Corpus, batch_size: int, crop_s: float, seed: int, step: int) -> dict:
+def draw_batch(corpus: Corpus, batch_size: int, crop_s: float, seed: int, step: int,
+               distortions: tuple[str, ...] = (), distortion_prob: float = 0.0) -> dict:
     """A batch of random crops, from a generator seeded by (seed, step). Crops start on an encoder
-    frame, so frame t of a crop is frame (start / 320 + t) of its utterance's targets."""
+    frame, so frame t of a crop is frame (start / 320 + t) of its utterance's targets. With
+    `distortions`, each crop's waveform is distorted (`data.distortions`); its targets stay clean."""
     rng = np.random.default_rng([seed, step])
     crop = int(crop_s * 16000) // FRAME_STRIDE * FRAME_STRIDE
     lengths = np.array([len(a) for a in corpus.audio], dtype=float)
@@ -182,7 +190,11 @@ def draw_batch(corpus: Corpus, batch_size: int, crop_s: float, seed: int, step: 
     clusters = torch.zeros(batch_size, num_frames, dtype=torch.long)
     prosody = torch.zeros(batch_size, num_frames, corpus.prosody[0].shape[1] if corpus.prosody else 0)
     for row, (i, start, length, first_frame) in enumerate(rows):
-        waveform[row, :length] = corpus.audio[i][start:start + length].float() / 32767
+        speech = corpus.audio[i][start:start + length].float() / 32767
+        if distortions:
+            speech = torch.from_numpy(distort(speech.numpy().astype(np.float64), distortions, distortion_prob,
+                                              corpus.impulse_responses, rng)).float()
+        waveform[row, :length] = speech
         sample_mask[row, :length] = True
         target = corpus.frames[i][first_frame:first_frame + num_frames]
         frames[row, : len(target)] = target.float()
@@ -223,6 +235,9 @@ def pretrain(config: Config, sources: list[Source], described: list[str], out_di
         fit_clusters(corpus, settings.num_clusters, settings.kmeans_frames, config.seed)
     if settings.prosody_weight > 0:
         add_prosody(corpus, config.data.sample_rate, progress)
+    if "reverb" in settings.distortions:
+        corpus.impulse_responses = room_impulse_responses(np.random.default_rng([config.seed, IMPULSE_RESPONSE_STREAM]),
+                                                          sample_rate=config.data.sample_rate)
 
     start_from = build_encoder(ModelConfig(encoder=settings.encoder, mask_time_prob=settings.mask_prob))
     objective = build_objective(settings.objective, start_from.config, settings, corpus.frames[0].shape[1],
@@ -256,7 +271,8 @@ def pretrain(config: Config, sources: list[Source], described: list[str], out_di
             if hasattr(objective, "set_progress"):
                 objective.set_progress(step / settings.steps)
             batch = {k: v.to(device) for k, v in draw_batch(corpus, settings.batch_size, settings.crop_s,
-                                                             config.seed, step).items()}
+                                                             config.seed, step, settings.distortions,
+                                                             settings.distortion_prob).items()}
             # The first step's forward and backward FLOPs (matmuls and convolutions) give the throughput.
             counter = FlopCounterMode(display=False) if flops_per_step is None else contextlib.nullcontext()
             with counter:

@@ -1,7 +1,9 @@
-"""Rendering one utterance: eSpeak NG -> 16 kHz -> voice quality -> loudness -> pauses and noise floor.
+"""Rendering one utterance: eSpeak NG or Flite -> 16 kHz -> voice quality -> loudness -> pauses and noise floor.
 
-eSpeak's output is a pure function of its input (see `espeak`) and the added noise comes from the
-utterance's own random stream, so an utterance renders to the same samples in any process.
+A voice named ``flite:<voice>`` is Flite's (unlabelled speech only), any other eSpeak's. Both
+synthesisers' output is a pure function of their input (see `espeak`, `flite`) and the added noise
+comes from the utterance's own random stream, so an utterance renders to the same samples in any
+process.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import scipy.signal
 import soxr
 
 from ....config import DataConfig
-from .. import espeak
+from .. import espeak, flite
 from .grammar import sentence
 from .streams import Stream, generator
 from .utterance import TIER_BOUNDS, Utterance
 
 LEVEL_DBFS = -24.0  # active-speech RMS of a neutral utterance
 NOISE_FLOOR_DBFS = -60.0  # white noise everywhere: no digital silence reaches the features
+FLITE_PREFIX = "flite:"
 
 
 def render_utterance(utt: Utterance, sample_rate: int = DataConfig.sample_rate) -> np.ndarray:
@@ -48,11 +51,14 @@ def _speech_in_tier(utt: Utterance, sample_rate: int) -> np.ndarray:
 
 
 def _speak(utt: Utterance, n_words: int, sample_rate: int) -> np.ndarray:
-    audio, espeak_rate = espeak.synthesize(
-        sentence(utt.words, n_words, utt.ending), utt.voice, rate=utt.rate, pitch=utt.pitch,
-        pitch_range=utt.pitch_range, word_gap=utt.word_gap, rand_seed=utt.seed,
-    )
-    return soxr.resample(audio.astype(np.float64), espeak_rate, sample_rate, quality="HQ")
+    text = sentence(utt.words, n_words, utt.ending)
+    if utt.voice.startswith(FLITE_PREFIX):
+        audio, rate = flite.synthesize(text, utt.voice.removeprefix(FLITE_PREFIX), rate=utt.rate, pitch=utt.pitch,
+                                       pitch_range=utt.pitch_range)
+    else:
+        audio, rate = espeak.synthesize(text, utt.voice, rate=utt.rate, pitch=utt.pitch,
+                                        pitch_range=utt.pitch_range, word_gap=utt.word_gap, rand_seed=utt.seed)
+    return soxr.resample(audio.astype(np.float64), rate, sample_rate, quality="HQ")
 
 
 def _voice_quality(x: np.ndarray, utt: Utterance, sample_rate: int, rng: np.random.Generator) -> np.ndarray:

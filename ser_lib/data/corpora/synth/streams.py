@@ -24,6 +24,10 @@ class Stream(enum.IntEnum):
     CONFUSION = 5  # the confusion pair of each annotator of a session's pool (index: session)
     UNLABELLED_PLAN = 100  # an unlabelled utterance's text and prosody (index: utterance)
     UNLABELLED_SPEAKER = 101  # an unlabelled speaker's baseline voice (index: speaker)
+    # The same for unlabelled speech rendered by Flite: its own texts, so that a mix of the two
+    # corpora does not say the same sentences twice.
+    FLITE_PLAN = 102
+    FLITE_SPEAKER = 103
 
 
 def generator(seed: int, stream: Stream, index: int) -> np.random.Generator:

@@ -1,11 +1,13 @@
 """Unlabelled speech for pretraining the temporal branch (`ser synth --unlabelled`).
 
-Hours of eSpeak NG speech from many speakers, with varied text and prosody, and no labels.
-It is built to be disjoint from the evaluation corpora:
+Hours of speech from many speakers, with varied text and prosody, and no labels, rendered by
+eSpeak NG or by Flite (`pretrain.synthesizer`). It is built to be disjoint from the evaluation
+corpora:
 
-- **speakers**: every (accent, voice variant) pair uses a variant that the labelled synthetic
-  corpus never uses (`plan.VOICES`), over five English accents other than its plain "en";
-  each speaker also has its own baseline pitch, range and rate;
+- **speakers**: with eSpeak, every (accent, voice variant) pair uses a variant that the labelled
+  synthetic corpus never uses (`plan.VOICES`), over five English accents other than its plain "en";
+  with Flite, speakers take its four voices in turn (`flite.VOICE_F0_HZ`), which no evaluation
+  corpus uses. Each speaker also has its own baseline pitch, range and rate;
 - **texts**: the same sentence grammar over `grammar.PRETRAINING_VOCABULARY`, which shares no
   content word with the labelled corpus' (`grammar.EVALUATION_VOCABULARY`);
 - **prosody**: each utterance draws pitch, range, rate, pauses, loudness, spectral tilt,
@@ -30,6 +32,7 @@ import pandas as pd
 from ....config import DataConfig
 from ....errors import ConfigError
 from ...manifest import write_manifest
+from .. import flite
 from .grammar import PRETRAINING_VOCABULARY, word_sequence
 from .parallel import render_all
 from .plan import VOICES
@@ -55,37 +58,53 @@ SPEAKER_RANGES = BaselineRanges(pitch=(32, 68), pitch_range=(38, 62), rate=(0.85
                                 tilt=(-0.3, 0.3))
 # Prosody per utterance, each dimension drawn on its own, uniformly: the span of
 # `emotions.EMOTION_PROSODY` (anger to sadness) and a little beyond, around the speaker's baseline.
+# Each synthesizer's (speaker, plan) streams: a Flite corpus says other sentences than an eSpeak one.
+_STREAMS = {"espeak": (Stream.UNLABELLED_SPEAKER, Stream.UNLABELLED_PLAN),
+            "flite": (Stream.FLITE_SPEAKER, Stream.FLITE_PLAN)}
 PROSODY_RANGES = {
     "pitch": (-20.0, 26.0), "pitch_range": (-36.0, 38.0), "log_rate": (np.log(0.7), np.log(1.28)),
     "word_gap": (0.0, 6.0), "gain_db": (-9.0, 8.0), "tilt": (-1.0, 1.0), "breath": (0.0, 1.0), "drive": (0.0, 1.0),
 }
 
 
-def speakers(count: int = DEFAULT_SPEAKERS) -> list[tuple[str, str]]:
-    """(speaker id, eSpeak voice) of `count` speakers: variants in turn, accents in turn, so the
-    first speakers already cover every accent. At most len(ACCENTS) * len(VARIANTS)."""
-    limit = len(ACCENTS) * len(VARIANTS)
-    if not 1 <= count <= limit:
-        raise ConfigError(f"unlabelled speech has between 1 and {limit} speakers, got {count}")
+def speakers(count: int = DEFAULT_SPEAKERS, synthesizer: str = "espeak") -> list[tuple[str, str]]:
+    """(speaker id, voice) of `count` speakers. eSpeak: variants in turn, accents in turn, so the
+    first speakers already cover every accent; at most len(ACCENTS) * len(VARIANTS). Flite:
+    its voices in turn, as ``flite:<voice>`` (`render` dispatches on the prefix)."""
+    if synthesizer == "flite":
+        voices = list(flite.VOICE_F0_HZ)
+        return [(f"fl{i:03d}", f"flite:{voices[i % len(voices)]}") for i in range(_checked(count, 999))]
+    if synthesizer != "espeak":
+        raise ConfigError(f"the unlabelled speech's synthesizer must be 'espeak' or 'flite', got {synthesizer!r}")
+    count = _checked(count, len(ACCENTS) * len(VARIANTS))
     pairs = [(ACCENTS[i % len(ACCENTS)], VARIANTS[(i * 7) % len(VARIANTS)]) for i in range(count)]
     return [(f"pt{i:03d}", f"{accent}+{variant}") for i, (accent, variant) in enumerate(pairs)]
 
 
-def plan_unlabelled(hours: float, seed: int = 0, num_speakers: int = DEFAULT_SPEAKERS) -> list[Utterance]:
+def _checked(count: int, limit: int) -> int:
+    if not 1 <= count <= limit:
+        raise ConfigError(f"unlabelled speech has between 1 and {limit} speakers, got {count}")
+    return count
+
+
+def plan_unlabelled(hours: float, seed: int = 0, num_speakers: int = DEFAULT_SPEAKERS,
+                    synthesizer: str = "espeak") -> list[Utterance]:
     """Utterances (without audio) until their planned durations add up to `hours`, speakers in turn."""
     if not hours > 0:
         raise ConfigError(f"the unlabelled speech needs a positive number of hours, got {hours}")
+    voices = speakers(num_speakers, synthesizer)  # refuses an unknown synthesizer
+    speaker_stream, plan_stream = _STREAMS[synthesizer]
     talkers = [
         Speaker(index=i, name=name, session=name, voice=voice,
-                baseline=draw_baseline(generator(seed, Stream.UNLABELLED_SPEAKER, i), SPEAKER_RANGES))
-        for i, (name, voice) in enumerate(speakers(num_speakers))
+                baseline=draw_baseline(generator(seed, speaker_stream, i), SPEAKER_RANGES))
+        for i, (name, voice) in enumerate(voices)
     ]
     utterances, total_s = [], 0.0
     while total_s < hours * 3600:
         index = len(utterances)
         speaker = talkers[index % num_speakers]
         utt_id = f"{speaker.name}_u{index // num_speakers:05d}"  # the speaker's own count
-        utt = _plan_utterance(generator(seed, Stream.UNLABELLED_PLAN, index), index, utt_id, speaker)
+        utt = _plan_utterance(generator(seed, plan_stream, index), index, utt_id, speaker)
         utterances.append(utt)
         total_s += utt.target_s
     return utterances
@@ -109,16 +128,16 @@ def _draw_prosody(rng: np.random.Generator) -> Prosody:
 
 
 def synthesize_unlabelled(out_dir: str | Path, hours: float, seed: int = 0, *, num_speakers: int = DEFAULT_SPEAKERS,
-                          workers: int = 2, progress: bool = True) -> Path:
+                          synthesizer: str = "espeak", workers: int = 2, progress: bool = True) -> Path:
     """Render `hours` of unlabelled speech into `out_dir` (``wav/<speaker>/``) and return its
     manifest (``utt_id, path, speaker, duration``; no votes). Byte-identical for a seed."""
     out_dir = Path(out_dir)
-    utterances = plan_unlabelled(hours, seed, num_speakers)
+    utterances = plan_unlabelled(hours, seed, num_speakers, synthesizer)
     manifest_path = out_dir / "manifest.csv"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path.unlink(missing_ok=True)
     durations = render_all(utterances, out_dir, DataConfig().sample_rate, workers,
-                           f"unlabelled speech {hours:g} h", progress)
+                           f"unlabelled speech ({synthesizer}) {hours:g} h", progress)
     frame = pd.DataFrame({
         "utt_id": [u.utt_id for u in utterances], "path": [u.path for u in utterances],
         "speaker": [u.speaker for u in utterances], "duration": [durations[u.index] for u in utterances],

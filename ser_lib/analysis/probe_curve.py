@@ -1,0 +1,87 @@
+"""A probe curve: several encoders' linear-probe UA on several corpora, against their size and build time.
+
+`ser probe --encoders A B C --manifest M1 --manifest M2 --report PREFIX` writes PREFIX.md (the table),
+PREFIX.json (every probe's result) and PREFIX.png (UA against parameters and against build time).
+An encoder is anything `model.encoder` takes; a `ser pretrain` folder also gives its objective,
+steps, corpus and build time (`pretraining.json`), a named random encoder a build time of 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import Config
+from ..files import atomic_write_json, atomic_write_text
+from ..model.encoder import build_encoder
+from .probe import linear_probe
+
+
+def encoder_facts(config: Config, encoder: str) -> dict:
+    """What an encoder is: its parameters and, for a pretraining folder, how it was built."""
+    model = dataclasses.replace(config.model, encoder=encoder)
+    parameters = sum(p.numel() for p in build_encoder(model).parameters())
+    facts = {"encoder": encoder, "label": Path(encoder).name, "parameters": parameters,
+             "fp32_mb": 4 * parameters / 1e6, "objective": "none (random)", "steps": 0, "build_minutes": 0.0,
+             "threads": None, "corpus_hours": 0.0, "prosody_weight": 0.0, "distortions": ""}
+    summary_path = Path(encoder) / "pretraining.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        settings = summary["settings"]
+        facts |= {"objective": summary["objective"], "steps": settings["steps"],
+                  "build_minutes": summary["wall_seconds"] / 60, "threads": summary["torch_threads"],
+                  "corpus_hours": summary["corpus_hours"], "prosody_weight": settings.get("prosody_weight", 0.0),
+                  "distortions": ",".join(settings.get("distortions", []))}
+    return facts
+
+
+def probe_curve(config: Config, encoders: list[str], manifests: list[Path], progress: bool = True) -> pd.DataFrame:
+    """One row per (encoder, corpus): the encoder's facts and its linear-probe UA (%) on the corpus."""
+    rows = []
+    for encoder in encoders:
+        facts = encoder_facts(config, encoder)
+        probed = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=encoder))
+        for manifest in manifests:
+            result = linear_probe(probed, str(manifest), progress=progress)
+            rows.append(facts | {"corpus": Path(manifest).parent.name, "utterances": result["utterances"],
+                                 "probe_ua": 100 * result["ua"]})
+    return pd.DataFrame(rows)
+
+
+def curve_markdown(frame: pd.DataFrame, title: str) -> str:
+    """The table: one row per encoder, one UA column per corpus."""
+    wide = frame.pivot_table(index="label", columns="corpus", values="probe_ua", sort=False)
+    facts = frame.drop_duplicates("label").set_index("label")
+    lines = [f"# {title}", "",
+             "Linear-probe UA (%): a logistic regression on each frozen encoder's mean last hidden state, "
+             "clear utterances, leave-one-speaker-out (`ser probe`).", "",
+             "| encoder | parameters | fp32 MB | objective | steps | build (min) | threads | "
+             + " | ".join(f"{c} UA" for c in wide.columns) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(wide.columns)]
+    for label, row in wide.iterrows():
+        f = facts.loc[label]
+        extra = [f"prosody workers x{f.prosody_weight:g}"] if f.prosody_weight else []
+        extra += [f"distortions {f.distortions}"] if f.distortions else []
+        objective = f.objective + (f" + {', '.join(extra)}" if extra else "")
+        threads = "–" if pd.isna(f.threads) else f"{int(f.threads)}"
+        lines.append(f"| {label} | {f.parameters / 1e6:.2f} M | {f.fp32_mb:.1f} | {objective} | {int(f.steps)} | "
+                     f"{f.build_minutes:.1f} | {threads} | " + " | ".join(f"{row[c]:.1f}" for c in wide.columns) + " |")
+    counts = frame.drop_duplicates("corpus").set_index("corpus")["utterances"]
+    lines += ["", "Clear utterances probed: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_curve_report(frame: pd.DataFrame, prefix: str | Path, title: str) -> list[Path]:
+    """PREFIX.md, PREFIX.json and PREFIX.png, each written atomically."""
+    from .plots import plot_probe_curve, save_figure
+
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = [prefix.with_suffix(".md"), prefix.with_suffix(".json"), prefix.with_suffix(".png")]
+    atomic_write_text(paths[0], curve_markdown(frame, title) + f"\n![{title}]({paths[2].name})\n")
+    atomic_write_json(paths[1], frame.to_dict("records"))
+    save_figure(plot_probe_curve(frame, title), paths[2])
+    return paths
