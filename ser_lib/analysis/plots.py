@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from ..files import atomic_write_bytes
 
@@ -303,19 +303,22 @@ def plot_pretraining_curves(history: list[dict], objective: str) -> Figure:
 
 
 def plot_probe_curve(frame, title: str) -> Figure:
-    """Linear-probe UA per corpus against encoder parameters (log scale) and against build time:
-    `analysis.probe_curve`'s rows. Each point is labelled with its encoder."""
+    """Linear-probe UA per corpus against encoder parameters (log scale), and, for the pretrained
+    encoders, against their build time: `analysis.probe_curve`'s rows. Each point names its encoder."""
     figure = Figure(figsize=(11, 3.8))
     axes = figure.subplots(1, 2, sharey=True)
     for color, (corpus, rows) in zip(("C0", "C1", "C2", "C3"), frame.groupby("corpus", sort=False)):
-        for ax, x in zip(axes, ("parameters", "build_minutes")):
-            ax.scatter(rows[x], rows["probe_ua"], color=color, label=corpus)
-            for _, row in rows.iterrows():
+        for ax, x, shown in ((axes[0], "parameters", rows), (axes[1], "build_minutes", rows[rows["steps"] > 0])):
+            ax.scatter(shown[x], shown["probe_ua"], color=color, label=corpus)
+            for _, row in shown.iterrows():
                 ax.annotate(row["label"], (row[x], row["probe_ua"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
     axes[0].set_xscale("log")
-    axes[0].set(xlabel="encoder parameters", ylabel="linear-probe UA (%)")
-    axes[1].set(xlabel="build time (min, pretraining wall clock)")
+    sizes = sorted(frame["parameters"].unique())
+    axes[0].set_xticks(sizes, [f"{n / 1e6:.2f} M" for n in sizes])
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set(xlabel="encoder parameters", ylabel="linear-probe UA (%)", title="every encoder")
+    axes[1].set(xlabel="build time (min, pretraining wall clock)", title="pretrained encoders")
     axes[1].legend(fontsize=8, title="corpus")
     figure.suptitle(title)
     figure.tight_layout()
