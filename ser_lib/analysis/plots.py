@@ -303,23 +303,36 @@ def plot_pretraining_curves(history: list[dict], objective: str) -> Figure:
 
 
 def plot_probe_curve(frame, title: str) -> Figure:
-    """Linear-probe UA per corpus against encoder parameters (log scale), and, for the pretrained
-    encoders, against their build time: `analysis.probe_curve`'s rows. Each point names its encoder."""
+    """Linear-probe UA per corpus against encoder parameters (log scale; per encoder when all have one
+    size), and, for the pretrained encoders, against their build time: `analysis.probe_curve`'s rows."""
     figure = Figure(figsize=(11, 3.8))
     axes = figure.subplots(1, 2, sharey=True)
+    one_size = frame["parameters"].nunique() == 1
     for color, (corpus, rows) in zip(("C0", "C1", "C2", "C3"), frame.groupby("corpus", sort=False)):
-        for ax, x, shown in ((axes[0], "parameters", rows), (axes[1], "build_minutes", rows[rows["steps"] > 0])):
-            ax.scatter(shown[x], shown["probe_ua"], color=color, label=corpus)
-            for _, row in shown.iterrows():
-                ax.annotate(row["label"], (row[x], row["probe_ua"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-    axes[0].set_xscale("log")
-    sizes = sorted(frame["parameters"].unique())
-    axes[0].set_xticks(sizes, [f"{n / 1e6:.2f} M" for n in sizes])
-    axes[0].xaxis.set_minor_formatter(NullFormatter())
-    axes[0].set(xlabel="encoder parameters", ylabel="linear-probe UA (%)", title="every encoder")
+        if one_size:
+            axes[0].plot(rows["label"], rows["probe_ua"], "o", color=color, label=corpus)
+        else:
+            _labelled_points(axes[0], rows["parameters"], rows, color)
+        pretrained = rows[rows["steps"] > 0]
+        _labelled_points(axes[1], pretrained["build_minutes"], pretrained, color, label=corpus)
+    if one_size:
+        axes[0].tick_params(axis="x", labelrotation=20, labelsize=8)
+        axes[0].set(xlabel=f"encoder ({frame['parameters'].iloc[0] / 1e6:.2f} M parameters each)")
+    else:
+        axes[0].set_xscale("log")
+        sizes = sorted(frame["parameters"].unique())
+        axes[0].set_xticks(sizes, [f"{n / 1e6:.2f} M" for n in sizes])
+        axes[0].xaxis.set_minor_formatter(NullFormatter())
+        axes[0].set(xlabel="encoder parameters")
+    axes[0].set(ylabel="linear-probe UA (%)", title="every encoder")
     axes[1].set(xlabel="build time (min, pretraining wall clock)", title="pretrained encoders")
     axes[1].legend(fontsize=8, title="corpus")
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def _labelled_points(ax: Axes, x, rows, color: str, label: str | None = None) -> None:
+    ax.scatter(x, rows["probe_ua"], color=color, label=label)
+    for xi, (_, row) in zip(x, rows.iterrows()):
+        ax.annotate(row["label"], (xi, row["probe_ua"]), fontsize=7, xytext=(3, 3), textcoords="offset points")

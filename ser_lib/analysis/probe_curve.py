@@ -58,9 +58,9 @@ def curve_markdown(frame: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", "",
              "Linear-probe UA (%): a logistic regression on each frozen encoder's mean last hidden state, "
              "clear utterances, leave-one-speaker-out (`ser probe`).", "",
-             "| encoder | parameters | fp32 MB | objective | steps | build (min) | threads | "
+             "| encoder | parameters | fp32 MB | objective | steps | speech (h) | build (min) | threads | "
              + " | ".join(f"{c} UA" for c in wide.columns) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(wide.columns)]
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(wide.columns)]
     for label, row in wide.iterrows():
         f = facts.loc[label]
         extra = [f"prosody workers x{f.prosody_weight:g}"] if f.prosody_weight else []
@@ -68,7 +68,7 @@ def curve_markdown(frame: pd.DataFrame, title: str) -> str:
         objective = f.objective + (f" + {', '.join(extra)}" if extra else "")
         threads = "–" if pd.isna(f.threads) else f"{int(f.threads)}"
         lines.append(f"| {label} | {f.parameters / 1e6:.2f} M | {f.fp32_mb:.1f} | {objective} | {int(f.steps)} | "
-                     f"{f.build_minutes:.1f} | {threads} | " + " | ".join(f"{row[c]:.1f}" for c in wide.columns) + " |")
+                     f"{f.corpus_hours:.2f} | {f.build_minutes:.1f} | {threads} | " + " | ".join(f"{row[c]:.1f}" for c in wide.columns) + " |")
     counts = frame.drop_duplicates("corpus").set_index("corpus")["utterances"]
     lines += ["", "Clear utterances probed: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + "."]
     return "\n".join(lines) + "\n"
