@@ -146,10 +146,10 @@ def test_resumed_run_equals_an_uninterrupted_one(speech, tmp_path, monkeypatch):
     whole = run(speech, tmp_path / "whole")
     real_draw = pretraining.draw_batch
 
-    def interrupted(corpus, batch_size, crop_s, seed, step):
+    def interrupted(corpus, batch_size, crop_s, seed, step, *distortions):
         if step == 13:
             raise KeyboardInterrupt
-        return real_draw(corpus, batch_size, crop_s, seed, step)
+        return real_draw(corpus, batch_size, crop_s, seed, step, *distortions)
 
     monkeypatch.setattr(pretraining, "draw_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):

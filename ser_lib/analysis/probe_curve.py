@@ -81,7 +81,7 @@ def write_curve_report(frame: pd.DataFrame, prefix: str | Path, title: str) -> l
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [prefix.with_suffix(".md"), prefix.with_suffix(".json"), prefix.with_suffix(".png")]
-    atomic_write_text(paths[0], curve_markdown(frame, title) + f"\n![{title}]({paths[2].name})\n")
+    atomic_write_text(paths[0], curve_markdown(frame, title) + f"\nFigure: `{paths[2].as_posix()}`\n")
     atomic_write_json(paths[1], frame.to_dict("records"))
     save_figure(plot_probe_curve(frame, title), paths[2])
     return paths

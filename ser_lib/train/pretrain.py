@@ -7,8 +7,8 @@ the loss history, throughput, the collapse check) and `pretraining_curves.png`.
 Sources: manifests (labels and votes ignored) and audio folders. A manifest with vote columns
 belongs to an evaluation corpus, and pretraining on it is task-adaptive pretraining: it is refused
 unless asked for (`task_adaptive=True`, `ser pretrain --task-adaptive`), and recorded as such. With
-no source, the generated pretraining speech (`synth.unlabelled`, `pretrain.hours`, `pretrain.synthesizer`) is used, made
-first if missing.
+no source, the generated pretraining speech (`synth.unlabelled`, `pretrain.hours`,
+`pretrain.synthesizer`) is used, made first if missing.
 
 A run checkpoints atomically every `pretrain.checkpoint_every` steps (model, optimiser, schedule,
 RNG states, history) and `resume=True` continues it; every batch is drawn from a generator seeded
@@ -47,7 +47,8 @@ SUMMARY_FILE = "pretraining.json"
 CURVES_FILE = "pretraining_curves.png"
 FRAME_STRIDE = 320  # encoder frames are 20 ms: the conv front end's total stride
 FBANK_PER_FRAME = 2  # 10 ms filterbank frames per encoder frame
-IMPULSE_RESPONSE_STREAM = 1  # the rooms' generator is seeded by (seed, this); batches by (seed, step)
+# The rooms' generator is seeded by (seed, this), batches by (seed, step): no step count reaches it.
+IMPULSE_RESPONSE_STREAM = 2**31 - 1
 
 
 class CollapsedError(TrainingError):

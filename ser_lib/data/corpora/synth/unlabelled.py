@@ -56,11 +56,11 @@ DEFAULT_SPEAKERS = 48
 # Wider than the labelled corpus' speakers (`plan.SPEAKER_RANGES`).
 SPEAKER_RANGES = BaselineRanges(pitch=(32, 68), pitch_range=(38, 62), rate=(0.85, 1.15), gain_db=(-3.0, 3.0),
                                 tilt=(-0.3, 0.3))
-# Prosody per utterance, each dimension drawn on its own, uniformly: the span of
-# `emotions.EMOTION_PROSODY` (anger to sadness) and a little beyond, around the speaker's baseline.
 # Each synthesizer's (speaker, plan) streams: a Flite corpus says other sentences than an eSpeak one.
 _STREAMS = {"espeak": (Stream.UNLABELLED_SPEAKER, Stream.UNLABELLED_PLAN),
             "flite": (Stream.FLITE_SPEAKER, Stream.FLITE_PLAN)}
+# Prosody per utterance, each dimension drawn on its own, uniformly: the span of
+# `emotions.EMOTION_PROSODY` (anger to sadness) and a little beyond, around the speaker's baseline.
 PROSODY_RANGES = {
     "pitch": (-20.0, 26.0), "pitch_range": (-36.0, 38.0), "log_rate": (np.log(0.7), np.log(1.28)),
     "word_gap": (0.0, 6.0), "gain_db": (-9.0, 8.0), "tilt": (-1.0, 1.0), "breath": (0.0, 1.0), "drive": (0.0, 1.0),
