@@ -264,7 +264,7 @@ def test_probe_curve_reports_every_encoder_with_how_it_was_built(tiny_corpus, tm
     assert rows[0]["steps"] == 0 and rows[0]["parameters"] == rows[1]["parameters"] == 255_552
     assert all(0 <= row["probe_ua"] <= 100 and row["utterances"] == 24 for row in rows)
     table = prefix.with_suffix(".md").read_text()
-    assert (f"| {PRETRAINED_ENCODER} | 0.26 M | 1.0 | tera | {built['settings']['steps']} | "
+    assert (f"| {PRETRAINED_ENCODER} | 0.26 M | 1.0 | tera | {built['settings']['steps']} | {built['seed']} | "
             f"{built['corpus_hours']:.2f} |") in table
     assert prefix.with_suffix(".png").stat().st_size > 10_000
     capsys.readouterr()

@@ -25,13 +25,13 @@ def encoder_facts(config: Config, encoder: str) -> dict:
     model = dataclasses.replace(config.model, encoder=encoder)
     parameters = sum(p.numel() for p in build_encoder(model).parameters())
     facts = {"encoder": encoder, "label": Path(encoder).name, "parameters": parameters,
-             "fp32_mb": 4 * parameters / 1e6, "objective": "none (random)", "steps": 0, "build_minutes": 0.0,
+             "fp32_mb": 4 * parameters / 1e6, "objective": "none (random)", "steps": 0, "seed": None, "build_minutes": 0.0,
              "threads": None, "corpus_hours": 0.0, "prosody_weight": 0.0, "distortions": ""}
     summary_path = Path(encoder) / "pretraining.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         settings = summary["settings"]
-        facts |= {"objective": summary["objective"], "steps": settings["steps"],
+        facts |= {"objective": summary["objective"], "steps": settings["steps"], "seed": summary["seed"],
                   "build_minutes": summary["wall_seconds"] / 60, "threads": summary["torch_threads"],
                   "corpus_hours": summary["corpus_hours"], "prosody_weight": settings.get("prosody_weight", 0.0),
                   "distortions": ",".join(settings.get("distortions", []))}
@@ -58,17 +58,19 @@ def curve_markdown(frame: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", "",
              "Linear-probe UA (%): a logistic regression on each frozen encoder's mean last hidden state, "
              "clear utterances, leave-one-speaker-out (`ser probe`).", "",
-             "| encoder | parameters | fp32 MB | objective | steps | speech (h) | build (min) | threads | "
+             "| encoder | parameters | fp32 MB | objective | steps | seed | speech (h) | build (min) | threads | "
              + " | ".join(f"{c} UA" for c in wide.columns) + " |",
-             "|---|---|---|---|---|---|---|---|" + "---|" * len(wide.columns)]
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(wide.columns)]
     for label, row in wide.iterrows():
         f = facts.loc[label]
         extra = [f"prosody workers x{f.prosody_weight:g}"] if f.prosody_weight else []
         extra += [f"distortions {f.distortions}"] if f.distortions else []
         objective = f.objective + (f" + {', '.join(extra)}" if extra else "")
         threads = "–" if pd.isna(f.threads) else f"{int(f.threads)}"
-        lines.append(f"| {label} | {f.parameters / 1e6:.2f} M | {f.fp32_mb:.1f} | {objective} | {int(f.steps)} | "
-                     f"{f.corpus_hours:.2f} | {f.build_minutes:.1f} | {threads} | " + " | ".join(f"{row[c]:.1f}" for c in wide.columns) + " |")
+        seed = "–" if pd.isna(f.seed) else f"{int(f.seed)}"
+        cells = [label, f"{f.parameters / 1e6:.2f} M", f"{f.fp32_mb:.1f}", objective, f"{int(f.steps)}", seed,
+                 f"{f.corpus_hours:.2f}", f"{f.build_minutes:.1f}", threads] + [f"{row[c]:.1f}" for c in wide.columns]
+        lines.append("| " + " | ".join(cells) + " |")
     counts = frame.drop_duplicates("corpus").set_index("corpus")["utterances"]
     lines += ["", "Clear utterances probed: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + "."]
     return "\n".join(lines) + "\n"
