@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     pretrain.add_argument("--task-adaptive", action="store_true",
                           help="allow a labelled (evaluation) corpus' own audio: task-adaptive pretraining")
+    pretrain.add_argument("--leave-out-speaker", action="append", default=[], metavar="SPEAKER",
+                          help="with --task-adaptive: leave this speaker's audio out (repeatable)")
+    pretrain.add_argument("--per-fold", action="store_true",
+                          help="with --task-adaptive and one --manifest: one encoder per fold (eval.*) in OUT/<fold>, "
+                               "each without the fold's test speakers; train with model.encoder=OUT/{fold}")
     pretrain.set_defaults(handler=cmd_pretrain, profile="demo")
 
     probe = commands.add_parser("probe", parents=[common],
@@ -242,8 +247,13 @@ def cmd_synth(args, config: Config) -> int:
 def cmd_pretrain(args, config: Config) -> int:
     from .train.pretrain import CollapsedError, collect_sources, default_speech, pretrain
 
+    if (args.leave_out_speaker or args.per_fold) and not args.task_adaptive:
+        raise ConfigError("--leave-out-speaker and --per-fold leave an evaluation corpus' speakers out of "
+                          "task-adaptive pretraining: add --task-adaptive")
+    if args.per_fold:
+        return _pretrain_per_fold(args, config)
     manifests = args.manifest or ([] if args.audio else [default_speech(config, progress=True)])
-    sources, described = collect_sources(manifests, args.audio, args.task_adaptive)
+    sources, described = collect_sources(manifests, args.audio, args.task_adaptive, tuple(args.leave_out_speaker))
     print(f"pretraining {config.pretrain.encoder} with {config.pretrain.objective} for {config.pretrain.steps} steps on "
           + "; ".join(described))
     try:
@@ -255,6 +265,20 @@ def cmd_pretrain(args, config: Config) -> int:
     print(f"wrote {args.out} ({summary['parameters'] / 1e6:.2f} M parameters) in {summary['wall_seconds'] / 60:.1f} min, "
           f"{summary['audio_seconds_per_second']:.0f} s of audio per second; final loss {final['loss']:.3f}; "
           f"use it with --set model.encoder={args.out}")
+    return 0
+
+
+def _pretrain_per_fold(args, config: Config) -> int:
+    from .model.encoder import FOLD_PLACEHOLDER
+    from .train.task_adaptive import pretrain_per_fold
+
+    if len(args.manifest) != 1 or args.audio or args.leave_out_speaker:
+        raise ConfigError("--per-fold takes exactly one --manifest (the evaluation corpus whose folds it follows), "
+                          "and no --audio or --leave-out-speaker")
+    summaries = pretrain_per_fold(config, args.manifest[0], args.out, resume=args.resume)
+    minutes = sum(s["wall_seconds"] for s in summaries) / 60
+    print(f"wrote {len(summaries)} task-adaptive encoders under {args.out} in {minutes:.1f} min of pretraining; "
+          f"use them with --set model.encoder={args.out / FOLD_PLACEHOLDER}")
     return 0
 
 
@@ -271,7 +295,8 @@ def cmd_probe(args, config: Config) -> int:
         return 0
     for manifest, result in zip(args.manifest, results):
         speakers = ", ".join(f"{s} {100 * ua:.0f}" for s, ua in result["per_speaker_ua"].items())
-        print(f"{config.model.encoder} on {manifest}: linear-probe UA {100 * result['ua']:.1f}% over "
+        audio = "" if result["encoder_audio"] == "corpus-free" else f" ({result['encoder_audio']})"
+        print(f"{config.model.encoder}{audio} on {manifest}: linear-probe UA {100 * result['ua']:.1f}% over "
               f"{result['utterances']} clear utterances, leave-one-speaker-out (per speaker: {speakers})")
     return 0
 

@@ -3,11 +3,14 @@
 Each clear utterance's segments go through the encoder (no masking, no training), the last hidden
 states are averaged over valid frames and segments, and a logistic regression (scikit-learn) is
 scored leave-one-speaker-out with balanced class weights: unweighted accuracy (UA) over the pooled
-held-out predictions. It takes seconds, so it separates pretraining objectives before the slower
+held-out predictions. With `model.encoder=DIR/{fold}` (one task-adaptive encoder per fold,
+`train.task_adaptive`) each speaker is predicted from its own fold's encoder. It takes seconds, so it separates pretraining objectives before the slower
 fine-tuning runs; it is not a substitute for them (`ser loso --set model.variant=temporal`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from ..config import Config
 from ..data.inputs import utterance_inputs
 from ..data.labels import CLEAR, Partition, partition
 from ..data.manifest import read_manifest
-from ..model.encoder import build_encoder
+from ..model.encoder import FOLD_PLACEHOLDER, build_encoder, encoder_audio, encoder_of_fold, most_marked
 from ..model.temporal import TemporalBranch
 from ..runtime import seed_all
 
@@ -46,14 +49,36 @@ def pooled_embeddings(config: Config, parted: Partition, progress: bool = True) 
 
 def linear_probe(config: Config, manifest: str, progress: bool = True) -> dict:
     """Leave-one-speaker-out UA of a logistic regression on the frozen encoder's pooled states, clear
-    utterances only; with the per-speaker UAs."""
+    utterances only; with the per-speaker UAs and what audio the encoder saw (`encoder_audio`)."""
     clear = partition(read_manifest(manifest), config.data).of_subset(CLEAR)
-    features = pooled_embeddings(config, clear, progress)
-    clear = clear.table.reset_index(drop=True)
-    labels = clear["label"].to_numpy()
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
-    predicted = cross_val_predict(classifier, features, labels, groups=clear["speaker"], cv=LeaveOneGroupOut())
+    table = clear.table.reset_index(drop=True)
+    labels, speakers = table["label"].to_numpy(), table["speaker"].astype(str).to_numpy()
+    if FOLD_PLACEHOLDER in config.model.encoder:
+        predicted, audio = _per_fold_predictions(config, clear, labels, speakers, progress)
+    else:
+        features = pooled_embeddings(config, clear, progress)
+        predicted = cross_val_predict(_classifier(), features, labels, groups=speakers, cv=LeaveOneGroupOut())
+        audio = most_marked(encoder_audio(config.model.encoder, [s]) for s in sorted(set(speakers)))
     per_speaker = {speaker: float(recall_score(labels[idx], predicted[idx], average="macro", zero_division=0))
-                   for speaker, idx in clear.groupby("speaker").indices.items()}
-    return {"encoder": config.model.encoder, "utterances": len(clear),
+                   for speaker, idx in table.groupby(table["speaker"].astype(str)).indices.items()}
+    return {"encoder": config.model.encoder, "utterances": len(table), "encoder_audio": audio,
             "ua": float(recall_score(labels, predicted, average="macro")), "per_speaker_ua": per_speaker}
+
+
+def _classifier():
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
+
+
+def _per_fold_predictions(config: Config, clear: Partition, labels, speakers, progress: bool):
+    """Each speaker's predictions from a classifier fitted on the others, all through that speaker's
+    fold's encoder."""
+    predicted = np.empty_like(labels)
+    audio = []
+    for speaker in sorted(set(speakers)):
+        encoder = encoder_of_fold(config.model.encoder, speaker)
+        fold_config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=encoder))
+        features = pooled_embeddings(fold_config, clear, progress)
+        test = speakers == speaker
+        predicted[test] = _classifier().fit(features[~test], labels[~test]).predict(features[test])
+        audio.append(encoder_audio(encoder, [speaker]))
+    return predicted, most_marked(audio)

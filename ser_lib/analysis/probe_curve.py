@@ -9,31 +9,37 @@ steps, corpus and build time (`pretraining.json`), a named random encoder a buil
 from __future__ import annotations
 
 import dataclasses
-import json
+import glob
 from pathlib import Path
 
 import pandas as pd
 
 from ..config import Config
 from ..files import atomic_write_json, atomic_write_text
-from ..model.encoder import build_encoder
+from ..errors import ConfigError
+from ..model.encoder import CORPUS_FREE, FOLD_PLACEHOLDER, build_encoder, most_marked, pretraining_record
 from .probe import linear_probe
 
 
 def encoder_facts(config: Config, encoder: str) -> dict:
-    """What an encoder is: its parameters and, for a pretraining folder, how it was built."""
-    model = dataclasses.replace(config.model, encoder=encoder)
+    """What an encoder is: its parameters and, for a pretraining folder, how it was built. For one
+    encoder per fold (`DIR/{fold}`), the folds' build times add up and their hours are averaged."""
+    folders = sorted(glob.glob(encoder.replace(FOLD_PLACEHOLDER, "*"))) if FOLD_PLACEHOLDER in encoder else [encoder]
+    if not folders:
+        raise ConfigError(f"--encoders {encoder}: no folder matches it; build them with `ser pretrain --per-fold`")
+    model = dataclasses.replace(config.model, encoder=folders[0])
     parameters = sum(p.numel() for p in build_encoder(model).parameters())
-    facts = {"encoder": encoder, "label": Path(encoder).name, "parameters": parameters,
+    label = Path(encoder).name if FOLD_PLACEHOLDER not in encoder else f"{Path(encoder).parent.name}/{FOLD_PLACEHOLDER}"
+    facts = {"encoder": encoder, "label": label, "parameters": parameters,
              "fp32_mb": 4 * parameters / 1e6, "objective": "none (random)", "steps": 0, "seed": None, "build_minutes": 0.0,
              "threads": None, "corpus_hours": 0.0, "prosody_weight": 0.0, "distortions": ""}
-    summary_path = Path(encoder) / "pretraining.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        settings = summary["settings"]
+    records = [r for r in map(pretraining_record, folders) if r is not None]
+    if records:
+        summary, settings = records[0], records[0]["settings"]
         facts |= {"objective": summary["objective"], "steps": settings["steps"], "seed": summary["seed"],
-                  "build_minutes": summary["wall_seconds"] / 60, "threads": summary["torch_threads"],
-                  "corpus_hours": summary["corpus_hours"], "prosody_weight": settings.get("prosody_weight", 0.0),
+                  "build_minutes": sum(r["wall_seconds"] for r in records) / 60, "threads": summary["torch_threads"],
+                  "corpus_hours": sum(r["corpus_hours"] for r in records) / len(records),
+                  "prosody_weight": settings.get("prosody_weight", 0.0),
                   "distortions": ",".join(settings.get("distortions", []))}
     return facts
 
@@ -47,7 +53,7 @@ def probe_curve(config: Config, encoders: list[str], manifests: list[Path], prog
         for manifest in manifests:
             result = linear_probe(probed, str(manifest), progress=progress)
             rows.append(facts | {"corpus": Path(manifest).parent.name, "utterances": result["utterances"],
-                                 "probe_ua": 100 * result["ua"]})
+                                 "probe_ua": 100 * result["ua"], "encoder_audio": result["encoder_audio"]})
     return pd.DataFrame(rows)
 
 
@@ -61,6 +67,7 @@ def curve_markdown(frame: pd.DataFrame, title: str) -> str:
              "| encoder | parameters | fp32 MB | objective | steps | seed | speech (h) | build (min) | threads | "
              + " | ".join(f"{c} UA" for c in wide.columns) + " |",
              "|---|---|---|---|---|---|---|---|---|" + "---|" * len(wide.columns)]
+    marks = frame.groupby("label", sort=False)["encoder_audio"].agg(most_marked)
     for label, row in wide.iterrows():
         f = facts.loc[label]
         extra = [f"prosody workers x{f.prosody_weight:g}"] if f.prosody_weight else []
@@ -68,11 +75,17 @@ def curve_markdown(frame: pd.DataFrame, title: str) -> str:
         objective = f.objective + (f" + {', '.join(extra)}" if extra else "")
         threads = "–" if pd.isna(f.threads) else f"{int(f.threads)}"
         seed = "–" if pd.isna(f.seed) else f"{int(f.seed)}"
-        cells = [label, f"{f.parameters / 1e6:.2f} M", f"{f.fp32_mb:.1f}", objective, f"{int(f.steps)}", seed,
+        name = label if marks[label] == CORPUS_FREE else f"{label} *({marks[label]})*"
+        cells = [name, f"{f.parameters / 1e6:.2f} M", f"{f.fp32_mb:.1f}", objective, f"{int(f.steps)}", seed,
                  f"{f.corpus_hours:.2f}", f"{f.build_minutes:.1f}", threads] + [f"{row[c]:.1f}" for c in wide.columns]
         lines.append("| " + " | ".join(cells) + " |")
     counts = frame.drop_duplicates("corpus").set_index("corpus")["utterances"]
     lines += ["", "Clear utterances probed: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + "."]
+    if (marks != CORPUS_FREE).any():
+        lines += ["", "*task-adaptive*: pretrained on the probed corpus' audio, each speaker scored through an encoder "
+                      "that never heard it (`ser pretrain --task-adaptive --per-fold`); its build time is the folds' "
+                      "sum. *transductive*: it heard the scored speakers. Both are reported apart from corpus-free "
+                      "encoders."]
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..files import atomic_write_json, atomic_write_text, jsonable
 from ..data.folds import Fold
+from ..model.encoder import CORPUS_FREE, TASK_ADAPTIVE, TRANSDUCTIVE, most_marked
 from .metrics import JS_KEYS, JS_RANGE, MIN_PAIRS_FOR_CI, PERCENT_RANGE, aggregate_folds, paired_difference, reportable_interval
 from .runs import PREDICTIONS_CSV, RESULTS_JSON, RESULTS_MD
 
@@ -36,6 +37,13 @@ TABLE_METRICS = (("wa", "WA (%)"), ("ua", "UA (%)"), ("macro_f1", "Macro F1 (%)"
 OPTIMISTIC_NOTE = ("**Optimistic:** validation used the test speaker itself (eval.validation=paper, as the paper "
                    "describes), so early stopping saw the test speaker and these scores overestimate "
                    "performance on unseen speakers.")
+# What a run's encoder heard of the corpus (`model.encoder.encoder_audio`), when more than none of it.
+ENCODER_AUDIO_NOTES = {
+    TASK_ADAPTIVE: "**Task-adaptive:** the encoder was pretrained on this corpus' audio, without each fold's test "
+                   "speakers (`ser pretrain --task-adaptive --per-fold`); report it apart from corpus-free encoders.",
+    TRANSDUCTIVE: "**Transductive:** the encoder was pretrained on audio of the test speakers themselves, so these "
+                  "scores may overestimate performance on unseen speakers; report them apart.",
+}
 
 
 def fold_record(fold: Fold, metrics: Mapping[str, Any], **extra: Any) -> dict:
@@ -103,7 +111,8 @@ def _results_document(summary: Mapping[str, Any], fold_results: list[dict], conf
     results: dict[str, Any] = {"format": FORMAT, "version": VERSION,
                                "classes": list(config.get("data", {}).get("classes", ())) or None,
                                "validation": mode, "optimistic": optimistic,
-                               "n_folds": len(fold_results)}
+                               "n_folds": len(fold_results),
+                               "encoder_audio": most_marked(f.get("encoder_audio") for f in fold_results)}
     for key in ("wa", "ua", *JS_KEYS):
         if key in summary:
             value = summary[key]
@@ -142,6 +151,8 @@ def format_markdown(results: Mapping[str, Any]) -> str:
              f"Validation: `{results['validation']}`.", ""]
     if results["optimistic"]:
         lines += [f"> {OPTIMISTIC_NOTE}", ""]
+    if results.get("encoder_audio", CORPUS_FREE) != CORPUS_FREE:
+        lines += [f"> {ENCODER_AUDIO_NOTES[results['encoder_audio']]}", ""]
     lines += markdown_table(header, rows)
     if results["n_folds"] < MIN_PAIRS_FOR_CI:
         lines += ["", f"No confidence interval: {results['n_folds']} fold(s) are too few for one to mean anything."]

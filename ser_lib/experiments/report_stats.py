@@ -22,6 +22,7 @@ from ..analysis.paper_numbers import paper_value
 from ..config import flatten, load_config
 from ..errors import SerError
 from ..method.presets import apply_preset
+from ..model.encoder import CORPUS_FREE, most_marked
 from . import precision
 from .grid import PaperRows, grid_from_dict, point_label, row_label
 from .sweep import SWEEP_JSON
@@ -67,6 +68,7 @@ class RowSummary:
     js_train_to_true: float | None = None  # None where no fold recorded it (corpora without a known truth)
     js_pred_to_true: float | None = None
     seconds_per_fold: float | None = None
+    encoder_audio: str = CORPUS_FREE  # the most marked of its folds' (`model.encoder.encoder_audio`)
 
     def value(self, metric: str) -> float:
         """The row's mean of a metric or a JS column; NaN where not recorded."""
@@ -75,7 +77,8 @@ class RowSummary:
 
     def to_json(self) -> dict:
         entry = {"method": self.method, "point": point_label(self.point), "n_runs": self.n_runs,
-                 "n_folds": self.n_folds, "n_seeds": self.n_seeds, "n_draws": self.n_draws}
+                 "n_folds": self.n_folds, "n_seeds": self.n_seeds, "n_draws": self.n_draws,
+                 "encoder_audio": self.encoder_audio}
         for key, score in self.scores.items():
             entry[key], entry[f"{key}_std"], entry[f"{key}_ci"] = score.mean, score.std, score.ci
         optional = {"js_train_to_true": self.js_train_to_true, "js_pred_to_true": self.js_pred_to_true,
@@ -172,7 +175,8 @@ def _fold_row(run: dict, fold: Path, grid: dict) -> dict:
     row.update({name: record.get(key) for key, name in JS_COLUMNS})
     row.update(train_seconds=record.get("train_seconds"), machine=machine_label(trial),
                code=trial.get("code") or CODE_NOT_RECORDED,
-               trial_seconds=trial.get("trial_seconds"), host=trial.get("hostname"), device=trial.get("device"))
+               trial_seconds=trial.get("trial_seconds"), host=trial.get("hostname"), device=trial.get("device"),
+               encoder_audio=record.get("encoder_audio"))
     row.update(row=row_label(run["method"], shown), point_values=shown)
     return row
 
@@ -214,6 +218,7 @@ def _row_summary(label: str, group: pd.DataFrame) -> RowSummary:
                       n_seeds=int(group["seed"].nunique()), n_draws=int(group["draw"].nunique()),
                       scores={key: _score(group[key].dropna()) for key, _ in METRICS},
                       seconds_per_fold=float(seconds.mean()) if len(seconds) else None,
+                      encoder_audio=most_marked(group["encoder_audio"]),
                       **{name: float(values.mean()) for name, values in js.items() if len(values)})
 
 

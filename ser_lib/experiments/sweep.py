@@ -41,6 +41,7 @@ from ..data.folds import fold_names
 from ..data.labels import Partition, load_partition
 from ..errors import ConfigError, SerError
 from ..files import atomic_write_json, atomic_write_text, project_path
+from ..model.encoder import absolute_encoder
 from .corpora import corpus_label, run_manifests
 from .grid import Grid, Run, load_grid
 from .jobs import (DEFAULT_TRIALS_PER_WORKER, FoldBaseline, check_trials_per_worker, group_jobs, pending_trials,
@@ -88,6 +89,7 @@ def run_sweep(grid_path: str | Path, manifest_path: str | Path | None, out: str 
     for run in grid.runs():
         config = configs[run.name]
         config.cache_dir = str(project_path(config.cache_dir))
+        config.model.encoder = absolute_encoder(config.model.encoder)  # a local folder, as the cwd names it
         runs.record_config(out / run.name, config, resume=True)  # refuses a run started with other settings
         runs.record_manifest(out / run.name, manifests[run.name])
     pending, finished = pending_trials(out, [run.name for run in grid.runs()], speakers)

@@ -13,6 +13,7 @@ saying what to use instead.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,6 +82,71 @@ NAMED_ENCODERS = {TINY_ENCODER: tiny_encoder_config, SMALL_ENCODER: small_encode
                   MEDIUM_ENCODER: medium_encoder_config, BASE_ENCODER: base_encoder_config}
 # Encoders shipped with the package as `save_pretrained` folders.
 SHIPPED_ENCODERS = {PRETRAINED_ENCODER: Path(__file__).parent / "pretrained" / PRETRAINED_ENCODER}
+# What `ser pretrain` records beside the weights: settings, sources, history (`train.pretrain`).
+PRETRAINING_RECORD = "pretraining.json"
+
+
+def pretraining_record(name: str) -> dict | None:
+    """The `pretraining.json` of the encoder `model.encoder=name` loads: a shipped encoder's or a local
+    folder's; None for a named random encoder, a Hub model or a folder not written by `ser pretrain`."""
+    folder = SHIPPED_ENCODERS.get(name, Path(name).expanduser())
+    path = folder / PRETRAINING_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# In `model.encoder`, replaced by each fold's name: one encoder per fold (`train.task_adaptive`).
+FOLD_PLACEHOLDER = "{fold}"
+
+
+def encoder_of_fold(name: str, fold: str) -> str:
+    """`model.encoder=name` for the fold named `fold`: `{fold}` replaced, the folder checked."""
+    if FOLD_PLACEHOLDER not in name:
+        return name
+    encoder = name.replace(FOLD_PLACEHOLDER, fold)
+    if not Path(encoder).expanduser().is_dir():
+        raise ConfigError(f"model.encoder={name!r}: fold {fold} has no encoder folder {encoder}; build one per fold "
+                          "with `ser pretrain --task-adaptive --per-fold --manifest M --out "
+                          f"{name.split(FOLD_PLACEHOLDER)[0].rstrip('/') or '.'}`")
+    return encoder
+
+
+def absolute_encoder(name: str) -> str:
+    """`model.encoder=name` with a local folder (or a `{fold}` template of folders) made absolute,
+    for processes that run elsewhere (a sweep's workers); other names unchanged."""
+    local = FOLD_PLACEHOLDER in name or (name not in SHIPPED_ENCODERS and Path(name).expanduser().is_dir())
+    return str(Path(name).expanduser().absolute()) if local else name
+
+
+# What audio an encoder was pretrained on, seen from a fold (`encoder_audio`), least marked first.
+CORPUS_FREE, TASK_ADAPTIVE, TRANSDUCTIVE = "corpus-free", "task-adaptive", "transductive"
+ENCODER_AUDIO = (CORPUS_FREE, TASK_ADAPTIVE, TRANSDUCTIVE)
+
+
+def encoder_audio(name: str, test_speakers) -> str:
+    """What audio the encoder `model.encoder=name` was pretrained on, seen from a fold holding out
+    `test_speakers`:
+
+    - "corpus-free": no evaluation corpus' audio (random weights, generated speech, unlabelled
+      audio, or a model from elsewhere, which has no `pretraining.json` of ours);
+    - "task-adaptive": an evaluation corpus' audio (`ser pretrain --task-adaptive`), none of it
+      from the test speakers;
+    - "transductive": the test speakers' audio too, e.g. one encoder adapted on the whole corpus.
+
+    Speakers are compared by name, whatever corpus the encoder was adapted on: a name shared by
+    two corpora marks a fold transductive that may not be, erring on the side of the mark.
+    """
+    record = pretraining_record(name)
+    if record is None or not record.get("task_adaptive"):
+        return CORPUS_FREE
+    speakers = record.get("task_adaptive_speakers")
+    if speakers is None:  # recorded before the speakers were: the test speakers cannot be ruled out
+        return TRANSDUCTIVE
+    return TRANSDUCTIVE if set(map(str, test_speakers)) & set(map(str, speakers)) else TASK_ADAPTIVE
+
+
+def most_marked(values) -> str:
+    """The most marked of several folds' `encoder_audio`; a missing one (no encoder) counts as corpus-free."""
+    return max((v or CORPUS_FREE for v in values), key=ENCODER_AUDIO.index, default=CORPUS_FREE)
 
 
 def build_encoder(config: ModelConfig, attn_implementation: str | None = None) -> Wav2Vec2Model:

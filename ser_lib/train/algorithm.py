@@ -8,7 +8,8 @@ and the label store records them per epoch. Both stages stop early on the valida
 (`stage.StageRunner`, which also makes them resumable). Runs whose stage 1 would be identical
 share one (`runtime.share_stage1`, `stage1_store`). With a frozen encoder
 (`model.encoder_mode=frozen`) both stages read its cached hidden states (`frozen`) and train
-the layer weights, pooling and what follows.
+the layer weights, pooling and what follows. `model.encoder=DIR/{fold}` gives each fold its own
+encoder (`task_adaptive`), and the record says what audio the fold's encoder was pretrained on.
 
 `train_fold` then evaluates Mp on the test speaker and writes the fold's folder
 (`analysis.runs`); its record holds the test metrics, divergences to the truth (synthetic
@@ -36,12 +37,14 @@ from ..data.samples import Sample, clear_class_counts, fbank_statistics
 from ..method.label_store import LabelStore
 from ..method.losses import inverse_frequency_weights
 from ..model import SERModel, TemporalClassifier, save_model
+from ..model.encoder import encoder_audio
 from ..runtime import seed_all, select_device
 from .evaluate import Predictions, predict
 from .fold_data import FoldData, prepare_fold
 from .frozen import attach_hidden_states
 from .stage import StageProgress, StageRunner
 from .stage1_store import Stage1Store, stage1_identity
+from .task_adaptive import encoder_for_fold
 
 STAGE1, STAGE2 = "stage1", "stage2"
 
@@ -77,6 +80,7 @@ def train_fold(config: Config, parted: Partition, fold: Fold, fold_dir: str | Pa
     Returns the fold record: test metrics, divergences, timings and the learning history.
     """
     fold_dir = Path(fold_dir)
+    config = encoder_for_fold(config, fold)
     device = select_device(config.runtime.device)
     data = prepare_fold(parted, fold, config, cache, progress)
     classes, num_classes = data.classes, len(data.classes)
@@ -180,6 +184,8 @@ def _fold_record(fold, config, data: FoldData, test: Predictions, runner: StageR
         num_train={"clear": len(data.train_clear), "ambiguous": len(data.train_ambiguous)},
     )
     record["train_samples_per_second"] = record["train_samples_seen"] / max(record["train_seconds"], 1e-9)
+    if config.model.variant != "spatial":
+        record["encoder_audio"] = encoder_audio(config.model.encoder, fold.test_speakers)
     if data.test_ambiguous:
         ambiguous = predict(runner.model, data.test_ambiguous, config, runner.device)
         record["js_ambiguous_test"] = js_to_soft(ambiguous.probs, ambiguous.y_soft)

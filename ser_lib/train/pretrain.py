@@ -6,7 +6,9 @@ the loss history, throughput, the collapse check) and `pretraining_curves.png`.
 
 Sources: manifests (labels and votes ignored) and audio folders. A manifest with vote columns
 belongs to an evaluation corpus, and pretraining on it is task-adaptive pretraining: it is refused
-unless asked for (`task_adaptive=True`, `ser pretrain --task-adaptive`), and recorded as such. With
+unless asked for (`task_adaptive=True`, `ser pretrain --task-adaptive`), and recorded as such, with
+the speakers whose audio it used (`task_adaptive_speakers`); `leave_out_speakers` keeps some out
+(`train.task_adaptive` builds one encoder per fold that way, and checks the record). With
 no source, the generated pretraining speech (`synth.unlabelled`, `pretrain.hours`,
 `pretrain.synthesizer`) is used, made first if missing.
 
@@ -36,14 +38,14 @@ from ..data.manifest import audio_path, read_manifest, vote_classes
 from ..data.prosody import prosody_frames, standardize
 from ..errors import ConfigError, SerError, TrainingError
 from ..files import atomic_write_json
-from ..model.encoder import NAMED_ENCODERS, build_encoder
+from ..model.encoder import NAMED_ENCODERS, PRETRAINING_RECORD, build_encoder
 from ..model.pretraining import build_objective, collapse_reasons
 from ..runtime import (load_checkpoint, matmul_peak_gflops, rng_state, save_checkpoint, seed_all, select_device,
                        set_rng_state)
 
 DEFAULT_SPEECH_DIR = Path("data/pretrain-speech")
 STATE_FILE = "pretraining_state.pt"
-SUMMARY_FILE = "pretraining.json"
+SUMMARY_FILE = PRETRAINING_RECORD
 CURVES_FILE = "pretraining_curves.png"
 FRAME_STRIDE = 320  # encoder frames are 20 ms: the conv front end's total stride
 FBANK_PER_FRAME = 2  # 10 ms filterbank frames per encoder frame
@@ -62,27 +64,43 @@ class Source:
     path: Path
     start: float | None = None
     end: float | None = None
+    # Set for an evaluation corpus' utterances (task-adaptive pretraining): whose audio it is.
+    speaker: str | None = None
 
 
-def collect_sources(manifests: list[Path], audio_dirs: list[Path], task_adaptive: bool) -> tuple[list[Source], list[str]]:
+def collect_sources(manifests: list[Path], audio_dirs: list[Path], task_adaptive: bool,
+                    leave_out_speakers: tuple[str, ...] = ()) -> tuple[list[Source], list[str]]:
     """The utterances of every manifest and every WAV/FLAC under each audio folder, and a line per
-    source describing it. A manifest with labels is refused unless `task_adaptive`."""
+    source describing it. A manifest with labels is refused unless `task_adaptive`; the utterances
+    of `leave_out_speakers` are left out of the labelled ones."""
     sources: list[Source] = []
     described = []
+    left_out = set(map(str, leave_out_speakers))
+    found = set()
     for manifest in manifests:
         frame = read_manifest(manifest, labelled=False)
-        if vote_classes(frame.columns) and not task_adaptive:
+        labelled = bool(vote_classes(frame.columns))
+        if labelled and not task_adaptive:
             raise ConfigError(
                 f"{manifest} has vote columns: it is an evaluation corpus, and pretraining on its audio is "
                 "task-adaptive pretraining. Pass --task-adaptive to do so on purpose (and report it apart), or "
                 "pretrain on unlabelled audio (`ser synth --unlabelled`).")
-        for row in frame.to_dict("records"):
+        speakers = frame["speaker"].astype(str)
+        dropped = sorted(left_out & set(speakers)) if labelled else []
+        found |= set(dropped)
+        kept = ~speakers.isin(dropped)
+        for row, speaker in zip(frame[kept].to_dict("records"), speakers[kept]):
             start, end = row.get("start"), row.get("end")
             sources.append(Source(audio_path(frame, row["path"]),
                                   None if start is None or math.isnan(start) else float(start),
-                                  None if end is None or math.isnan(end) else float(end)))
-        kind = "labelled, task-adaptive" if vote_classes(frame.columns) else "unlabelled"
-        described.append(f"{manifest} ({len(frame)} utterances, {kind})")
+                                  None if end is None or math.isnan(end) else float(end),
+                                  speaker if labelled else None))
+        kind = "labelled, task-adaptive" if labelled else "unlabelled"
+        without = f", without speaker(s) {', '.join(dropped)}" if dropped else ""
+        described.append(f"{manifest} ({int(kept.sum())} utterances, {kind}{without})")
+    if left_out - found:
+        raise ConfigError(f"--leave-out-speaker {', '.join(sorted(left_out - found))}: no such speaker in the labelled "
+                          f"manifest(s) {', '.join(map(str, manifests)) or '(none given)'}")
     for folder in audio_dirs:
         if not folder.is_dir():
             raise ConfigError(f"--audio {folder}: not a folder")
@@ -120,6 +138,7 @@ class Corpus:
     clusters: list[torch.Tensor] | None = None  # [encoder frames] k-means ids (hubert)
     prosody: list[torch.Tensor] | None = None  # [encoder frames, 26] z-scored eGeMAPS + voicing
     prosody_scale: dict | None = None  # the mean and std of that z-scoring
+    sources: list[Source] = dataclasses.field(default_factory=list)
     impulse_responses: list[np.ndarray] | None = None  # the rooms of the "reverb" distortion
 
     @property
@@ -135,7 +154,7 @@ def load_corpus(sources: list[Source], sample_rate: int, features: FeatureConfig
             raise SerError(f"{source.path}: {len(samples)} samples, too short for pretraining (< 40 ms)")
         audio.append(torch.round(samples.clamp(-1, 1) * 32767).to(torch.int16))
         frames.append(frame_targets(samples, features, sample_rate))
-    return Corpus(audio, frames)
+    return Corpus(audio, frames, sources=list(sources))
 
 
 def add_prosody(corpus: Corpus, sample_rate: int, progress: bool) -> None:
@@ -334,6 +353,8 @@ def _finish(config, objective, history, wall, throughput, corpus, described, out
         "objective": settings.objective, "encoder": settings.encoder, "seed": config.seed,
         "parameters": sum(p.numel() for p in encoder.parameters()),
         "settings": dataclasses.asdict(settings), "sources": described, "task_adaptive": task_adaptive,
+        # Whose audio of an evaluation corpus it saw: a fold of one of them is transductive (`train.task_adaptive`).
+        "task_adaptive_speakers": sorted({s.speaker for s in corpus.sources if s.speaker is not None}),
         "corpus_hours": corpus.seconds / 3600, "utterances": len(corpus.audio),
         "wall_seconds": wall, "audio_seconds_per_second": audio_seconds / wall if wall else math.nan,
         "torch_threads": torch.get_num_threads(), **throughput,
