@@ -20,7 +20,6 @@ from ser_lib.model.ser_model import load_model
 from ser_lib.runtime import seed_all
 from ser_lib.train import pretrain as pretraining
 from ser_lib.train.loso import run_loso
-from ser_lib.train.task_adaptive import pretrain_per_fold
 
 SPEAKERS = ("S1F", "S1M", "S2F", "S2M")  # the tiny corpus'
 
@@ -59,7 +58,7 @@ def test_encoder_audio_reads_whose_audio_the_encoder_heard(tmp_path):
     assert encoder_audio(str(fake_encoder(tmp_path / "unrecorded", None)), ["S1F"]) == "transductive"
     assert encoder_audio(str(fake_encoder(tmp_path / "generated", None, task_adaptive=False)), ["S1F"]) == "corpus-free"
     assert encoder_audio(PRETRAINED_ENCODER, ["S1F"]) == encoder_audio("tiny", ["S1F"]) == "corpus-free"
-    assert most_marked([None, "task-adaptive", "corpus-free"]) == "task-adaptive"
+    assert most_marked([None, float("nan"), "task-adaptive", "corpus-free"]) == "task-adaptive"
     assert most_marked(["transductive", "task-adaptive"]) == "transductive" and most_marked([]) == "corpus-free"
     assert encoder_of_fold(str(tmp_path / "{fold}"), "without-S1F") == str(fold_encoder)
     with pytest.raises(ConfigError, match="fold S9X has no encoder folder .*--per-fold"):

@@ -145,8 +145,10 @@ def encoder_audio(name: str, test_speakers) -> str:
 
 
 def most_marked(values) -> str:
-    """The most marked of several folds' `encoder_audio`; a missing one (no encoder) counts as corpus-free."""
-    return max((v or CORPUS_FREE for v in values), key=ENCODER_AUDIO.index, default=CORPUS_FREE)
+    """The most marked of several folds' `encoder_audio`; a missing one (None, or NaN in a report's frame:
+    a fold without an encoder) counts as corpus-free."""
+    return max((v if isinstance(v, str) else CORPUS_FREE for v in values), key=ENCODER_AUDIO.index,
+               default=CORPUS_FREE)
 
 
 def build_encoder(config: ModelConfig, attn_implementation: str | None = None) -> Wav2Vec2Model:

@@ -23,6 +23,7 @@ from ..data.labels import load_partition
 from ..model.encoder import encoder_of_fold, pretraining_record
 from .pretrain import STATE_FILE, collect_sources, pretrain
 
+
 def encoder_for_fold(config: Config, fold: Fold) -> Config:
     """`config` with `{fold}` in `model.encoder` replaced by the fold's name (`model.encoder.encoder_of_fold`)."""
     encoder = encoder_of_fold(config.model.encoder, fold.name)
