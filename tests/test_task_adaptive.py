@@ -9,6 +9,7 @@ import pytest
 
 from ser_lib.analysis import runs
 from ser_lib.analysis.probe import linear_probe
+from ser_lib.analysis.probe_curve import curve_markdown, probe_curve
 from ser_lib.cli import main
 from ser_lib.config import PRETRAINED_ENCODER, ModelConfig, load_config
 from ser_lib.data.corpora.synth import unlabelled
@@ -29,7 +30,8 @@ def fake_encoder(folder: Path, speakers, seed: int = 0, task_adaptive: bool = Tr
     (None: a record from before the speakers were kept)."""
     seed_all(seed)
     build_encoder(ModelConfig(encoder="tiny")).save_pretrained(folder)
-    record = {"task_adaptive": task_adaptive}
+    record = {"task_adaptive": task_adaptive, "objective": "tera", "settings": {"steps": 300}, "seed": 0,
+              "wall_seconds": 60.0, "torch_threads": 1, "corpus_hours": 0.25}
     if speakers is not None:
         record["task_adaptive_speakers"] = sorted(speakers)
     (folder / PRETRAINING_RECORD).write_text(json.dumps(record))
@@ -129,6 +131,16 @@ def test_probe_scores_each_speaker_through_its_own_folds_encoder(tiny_corpus, tm
     result = linear_probe(config, str(tiny_corpus), progress=False)
     assert result["encoder_audio"] == "task-adaptive" and set(result["per_speaker_ua"]) == set(SPEAKERS)
     assert 0 <= result["ua"] <= 1
+
+
+def test_a_probe_curve_takes_one_encoder_per_fold_and_marks_it(tiny_corpus, tmp_path):
+    config = load_config("demo")
+    frame = probe_curve(config, [per_fold_encoders(tmp_path / "encoders"), "tiny"], [tiny_corpus], progress=False)
+    adapted = frame.iloc[0]
+    assert adapted["label"] == "encoders/{fold}" and adapted["encoder_audio"] == "task-adaptive"
+    assert adapted["build_minutes"] == 4.0 and adapted["steps"] == 300  # the four folds' minutes add up
+    table = curve_markdown(frame, "tapt")
+    assert "| encoders/{fold} *(task-adaptive)* |" in table and "| tiny |" in table and "*task-adaptive*:" in table
 
 
 def test_a_report_marks_rows_whose_encoder_heard_the_corpus():
