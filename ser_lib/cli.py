@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--manifest", required=True, type=Path, action="append",
                        help="a corpus to probe on; repeat for several")
     probe.add_argument("--json", action="store_true", help="print one JSON object")
+    probe.add_argument("--layers", choices=("last", "all"), default="last",
+                       help="probe the last hidden state (default) or every layer's, side by side")
     probe.add_argument("--encoders", nargs="+", metavar="ENCODER",
                        help="probe these encoders (model.encoder values) instead of model.encoder, and with "
                             "--report write their probe curve")
@@ -289,20 +291,24 @@ def cmd_probe(args, config: Config) -> int:
         return _probe_curve(args, config)
     if args.report:
         raise ConfigError("--report needs --encoders: the encoders whose probe curve to write")
-    results = [linear_probe(config, manifest, progress=not args.json) for manifest in args.manifest]
+    results = [linear_probe(config, manifest, progress=not args.json, layers=args.layers) for manifest in args.manifest]
     if args.json:  # one object for one corpus, a list for several
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return 0
     for manifest, result in zip(args.manifest, results):
         speakers = ", ".join(f"{s} {100 * ua:.0f}" for s, ua in result["per_speaker_ua"].items())
         audio = "" if result["encoder_audio"] == "corpus-free" else f" ({result['encoder_audio']})"
-        print(f"{config.model.encoder}{audio} on {manifest}: linear-probe UA {100 * result['ua']:.1f}% over "
+        layers = "" if args.layers == "last" else ", every layer"
+        print(f"{config.model.encoder}{audio}{layers} on {manifest}: linear-probe UA {100 * result['ua']:.1f}% over "
               f"{result['utterances']} clear utterances, leave-one-speaker-out (per speaker: {speakers})")
     return 0
 
 
 def _probe_curve(args, config: Config) -> int:
     from .analysis.probe_curve import curve_markdown, probe_curve, write_curve_report
+
+    if args.layers != "last":
+        raise ConfigError("--layers all probes one encoder (model.encoder); a probe curve (--encoders) reads the last layer")
 
     frame = probe_curve(config, args.encoders, args.manifest, progress=not args.json)
     title = args.report.name if args.report else "probe curve"

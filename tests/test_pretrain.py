@@ -252,6 +252,23 @@ def test_probe_command_scores_a_frozen_encoder(tiny_corpus, capsys):
     assert sorted(result["per_speaker_ua"]) == ["S1F", "S1M", "S2F", "S2M"]
 
 
+def test_probe_of_every_layer_holds_the_last_layer_and_the_ones_below(tiny_corpus, capsys):
+    from ser_lib.analysis.probe import pooled_embeddings
+    from ser_lib.data.labels import CLEAR, partition
+
+    config = load_config("demo", overrides={"model.encoder": PRETRAINED_ENCODER, "runtime.threads": 1})
+    clear = partition(read_manifest(tiny_corpus), config.data).of_subset(CLEAR)
+    last = pooled_embeddings(config, clear, progress=False)
+    every = pooled_embeddings(config, clear, progress=False, layers="all")
+    assert last.shape == (24, 96) and every.shape == (24, 3 * 96)  # the tiny encoder: 2 layers + their input
+    np.testing.assert_allclose(every[:, -96:], last, atol=1e-4)  # each segment alone = the padded batch
+    assert not np.allclose(every[:, :96], last, atol=1e-2)
+    assert main(["probe", "--manifest", str(tiny_corpus), "--layers", "all", "--json", "--set", "runtime.threads=1"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"] == "all"
+    assert main(["probe", "--manifest", str(tiny_corpus), "--layers", "all", "--encoders", "tiny"]) == 2
+    assert "--layers all probes one encoder" in capsys.readouterr().err
+
+
 def test_probe_curve_reports_every_encoder_with_how_it_was_built(tiny_corpus, tmp_path, capsys):
     shipped = str(SHIPPED_ENCODERS[PRETRAINED_ENCODER])
     prefix = tmp_path / "curve" / "encoder-sizes"
@@ -281,12 +298,12 @@ def test_probe_scores_its_features_leave_one_speaker_out(tiny_corpus, monkeypatc
     noise = np.random.default_rng(0)
     classes = ["anger", "happiness", "sadness", "neutral"]
 
-    def named(config, parted, progress):
+    def named(config, parted, progress, layers):
         return np.array([[float(label == c) for c in classes] for label in parted.table["label"]]) \
             + 0.01 * noise.standard_normal((len(parted), len(classes)))
 
     monkeypatch.setattr(probe, "pooled_embeddings", named)
     perfect = probe.linear_probe(config, str(tiny_corpus), progress=False)
     assert perfect["ua"] == 1.0 and set(perfect["per_speaker_ua"].values()) == {1.0}
-    monkeypatch.setattr(probe, "pooled_embeddings", lambda config, parted, progress: np.zeros((len(parted), 4)))
+    monkeypatch.setattr(probe, "pooled_embeddings", lambda config, parted, progress, layers: np.zeros((len(parted), 4)))
     assert probe.linear_probe(config, str(tiny_corpus), progress=False)["ua"] == pytest.approx(0.25)
