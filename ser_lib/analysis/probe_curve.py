@@ -19,6 +19,7 @@ from ..files import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from ..model.encoder import CORPUS_FREE, FOLD_PLACEHOLDER, build_encoder, most_marked, pretraining_record
 from .probe import linear_probe
+from .results import marked_label
 
 
 def encoder_facts(config: Config, encoder: str) -> dict:
@@ -75,8 +76,7 @@ def curve_markdown(frame: pd.DataFrame, title: str) -> str:
         objective = f.objective + (f" + {', '.join(extra)}" if extra else "")
         threads = "–" if pd.isna(f.threads) else f"{int(f.threads)}"
         seed = "–" if pd.isna(f.seed) else f"{int(f.seed)}"
-        name = label if marks[label] == CORPUS_FREE else f"{label} *({marks[label]})*"
-        cells = [name, f"{f.parameters / 1e6:.2f} M", f"{f.fp32_mb:.1f}", objective, f"{int(f.steps)}", seed,
+        cells = [marked_label(label, marks[label]), f"{f.parameters / 1e6:.2f} M", f"{f.fp32_mb:.1f}", objective, f"{int(f.steps)}", seed,
                  f"{f.corpus_hours:.2f}", f"{f.build_minutes:.1f}", threads] + [f"{row[c]:.1f}" for c in wide.columns]
         lines.append("| " + " | ".join(cells) + " |")
     counts = frame.drop_duplicates("corpus").set_index("corpus")["utterances"]

@@ -46,6 +46,11 @@ ENCODER_AUDIO_NOTES = {
 }
 
 
+def marked_label(label: str, encoder_audio: str | None) -> str:
+    """A row's label with what its encoder heard of the corpus, where it heard any of it."""
+    return label if encoder_audio not in ENCODER_AUDIO_NOTES else f"{label} *({encoder_audio})*"
+
+
 def fold_record(fold: Fold, metrics: Mapping[str, Any], **extra: Any) -> dict:
     """One entry of ``fold_results``: the fold's speakers and flag, its metrics, and `extra`
     (e.g. ``js_ambiguous_test``, ``epochs``). ``speaker`` is the fold's name (the test speaker

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..analysis.metrics import MIN_PAIRS_FOR_CI
 from ..analysis.paper_numbers import paper_value
-from ..analysis.results import ENCODER_AUDIO_NOTES, markdown_table
+from ..analysis.results import ENCODER_AUDIO_NOTES, markdown_table, marked_label
 from . import precision
 from .grid import Grid, row_label
 from .report_stats import (CODE_NOT_RECORDED, METRICS, NOT_RECORDED, Score, SweepSummary, grid_matrix, plan_rows, shown_keys)
@@ -66,7 +66,7 @@ def _results_table(summary: SweepSummary) -> list[str]:
     header.append("runs (draws × folds × seeds)" if has_draws else "runs (folds × seeds)")
     body = []
     for row in rows:
-        cells = [_marked(row)] + [_cell(row.scores[key]) for key, _ in METRICS]
+        cells = [marked_label(row.label, row.encoder_audio)] + [_cell(row.scores[key]) for key, _ in METRICS]
         if paper:
             cells.append(_number(paper["rows"].get(row.label, {}).get("value"), 1))
         if has_js:
@@ -80,11 +80,6 @@ def _results_table(summary: SweepSummary) -> list[str]:
     kinds = [kind for kind in ENCODER_AUDIO_NOTES if any(row.encoder_audio == kind for row in rows)]
     note += [line for kind in kinds for line in ("", f"*{kind}*: {ENCODER_AUDIO_NOTES[kind]}")]
     return markdown_table(header, body) + note
-
-
-def _marked(row) -> str:
-    """The row's label, with what audio its encoder saw where that was this corpus' (`encoder_audio`)."""
-    return row.label if row.encoder_audio not in ENCODER_AUDIO_NOTES else f"{row.label} *({row.encoder_audio})*"
 
 
 def _matrix_table(summary: SweepSummary, keys: list[str]) -> list[str]:
