@@ -18,8 +18,8 @@ from ser_lib.errors import ConfigError, SerError
 from ser_lib.runtime import code_version
 from ser_lib.experiments.grid import grid_from_dict, load_grid
 from ser_lib.experiments import corpora
-from ser_lib.experiments.report import (Comparison, SweepSummary, along_level, format_report, paired_against,
-                                        paired_along, reference_point)
+from ser_lib.experiments.report import (Comparison, SweepSummary, along_level, comparisons, format_report,
+                                        paired_against, paired_along, reference_point)
 from ser_lib.experiments.sweep import _fold_names, _partitions, run_sweep
 
 pytestmark = pytest.mark.ray  # starts Ray clusters: `make test` runs these files on one worker
@@ -266,3 +266,20 @@ def test_a_contrast_pairs_each_value_with_the_first_at_the_same_other_values():
     assert paired["paper [pre, temporal]"]["delta_ua"] == pytest.approx(((55 - 25) + (61 - 27)) / 2)
     assert paired["paper [pre, full]"]["delta_ua"] == pytest.approx(((72 - 70) + (73 - 74)) / 2)
     assert paired["paper [pre, full]"]["n_pairs"] == 2
+
+
+def test_a_contrast_leaves_out_a_method_the_setting_does_not_reach():
+    """smile-svm never reads model.encoder: its Δ would be 0 by construction, so it is named, not listed."""
+    ua = {("clear-hard", "tiny"): (70.0, 72.0), ("clear-hard", "pre"): (74.0, 71.0),
+          ("smile-svm", "tiny"): (80.0, 82.0), ("smile-svm", "pre"): (80.0, 82.0)}
+    frame = pd.DataFrame([{"method": method, "model.encoder": encoder, "seed": 0, "speaker": speaker, "draw": 0,
+                           "point": f"model.encoder={encoder}", "row": f"{method} [{encoder}]",
+                           "wa": value, "ua": value, "macro_f1": value}
+                          for (method, encoder), values in ua.items() for speaker, value in zip("AB", values)])
+    grid = {"name": "encoders", "grid": {"model.encoder": ["tiny", "pre"]}, "contrast": "model.encoder"}
+    contrast = [section for section in comparisons({"grid": grid, "runs": []}, frame) if section.kind == "contrast"]
+    assert len(contrast) == 1
+    assert set(contrast[0].rows) == {"clear-hard [pre]"} and contrast[0].unreached == ["smile-svm"]
+    assert contrast[0].rows["clear-hard [pre]"]["delta_ua"] == pytest.approx(((74 - 70) + (71 - 72)) / 2)
+    report = format_report(SweepSummary(grid=grid, paired=contrast))
+    assert "Not listed: smile-svm, which scored the same on every fold and seed at each model.encoder" in report

@@ -28,13 +28,12 @@ def encoder_facts(config: Config, encoder: str) -> dict:
     folders = sorted(glob.glob(encoder.replace(FOLD_PLACEHOLDER, "*"))) if FOLD_PLACEHOLDER in encoder else [encoder]
     if not folders:
         raise ConfigError(f"--encoders {encoder}: no folder matches it; build them with `ser pretrain --per-fold`")
-    model = dataclasses.replace(config.model, encoder=folders[0])
-    parameters = sum(p.numel() for p in build_encoder(model).parameters())
+    records = [r for r in map(pretraining_record, folders) if r is not None]
+    parameters = (records[0] if records else {}).get("parameters") or _count_parameters(config, folders[0])
     label = Path(encoder).name if FOLD_PLACEHOLDER not in encoder else f"{Path(encoder).parent.name}/{FOLD_PLACEHOLDER}"
     facts = {"encoder": encoder, "label": label, "parameters": parameters,
              "fp32_mb": 4 * parameters / 1e6, "objective": "none (random)", "steps": 0, "seed": None, "build_minutes": 0.0,
              "threads": None, "corpus_hours": 0.0, "prosody_weight": 0.0, "distortions": ""}
-    records = [r for r in map(pretraining_record, folders) if r is not None]
     if records:
         summary, settings = records[0], records[0]["settings"]
         facts |= {"objective": summary["objective"], "steps": settings["steps"], "seed": summary["seed"],
@@ -43,6 +42,13 @@ def encoder_facts(config: Config, encoder: str) -> dict:
                   "prosody_weight": settings.get("prosody_weight", 0.0),
                   "distortions": ",".join(settings.get("distortions", []))}
     return facts
+
+
+def _count_parameters(config: Config, encoder: str) -> int:
+    """An encoder whose pretraining record does not hold its parameter count (a named random one, a
+    folder saved elsewhere) is built to count them."""
+    model = dataclasses.replace(config.model, encoder=encoder)
+    return sum(p.numel() for p in build_encoder(model).parameters())
 
 
 def probe_curve(config: Config, encoders: list[str], manifests: list[Path], progress: bool = True) -> pd.DataFrame:

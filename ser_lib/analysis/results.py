@@ -46,9 +46,12 @@ ENCODER_AUDIO_NOTES = {
 }
 
 
-def marked_label(label: str, encoder_audio: str | None) -> str:
-    """A row's label with what its encoder heard of the corpus, where it heard any of it."""
-    return label if encoder_audio not in ENCODER_AUDIO_NOTES else f"{label} *({encoder_audio})*"
+def marked_label(label: str, encoder_audio: str | None, markdown: bool = True) -> str:
+    """A row's label with what its encoder heard of the corpus, where it heard any of it: in
+    italics for Markdown, plain for a figure's tick labels."""
+    if encoder_audio not in ENCODER_AUDIO_NOTES:
+        return label
+    return f"{label} *({encoder_audio})*" if markdown else f"{label} ({encoder_audio})"
 
 
 def fold_record(fold: Fold, metrics: Mapping[str, Any], **extra: Any) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import runs
+from ..analysis.results import marked_label
 from ..method.presets import FIG6_PRESETS, PRESETS
 from .report_stats import METRICS, Comparison, SweepSummary, grid_matrix, shown_keys
 
@@ -22,8 +23,9 @@ def write_figures(sweep_dir: Path, frame: pd.DataFrame, summary: SweepSummary) -
 
     name = summary.grid["name"]
     figures = {f"{name}_folds.png": _plot_fold_points(frame, summary)}
+    marks = {row.label: row.encoder_audio for row in summary.rows}
     for section in summary.paired:
-        figures[f"{name}_paired_{section.figure}.png"] = _plot_paired(section, name)
+        figures[f"{name}_paired_{section.figure}.png"] = _plot_paired(section, name, marks)
     keys = shown_keys(summary.grid)
     if len(keys) == 2:
         figures[f"{name}_heatmap.png"] = _plot_heatmap(summary, keys)
@@ -57,7 +59,8 @@ def _plot_fold_points(frame: pd.DataFrame, summary: SweepSummary):
                     markersize=5, capsize=3, label="mean, 95% CI")
         ax.set_xlabel(f"{title} (%) per fold")
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(order)), order)
+    axes[0].set_yticks(range(len(order)), [marked_label(row.label, row.encoder_audio, markdown=False)
+                                           for row in summary.rows])
     axes[0].set_ylim(len(order) - 0.5, -0.5)  # the first row on top, as in the table
     axes[-1].legend(title=hue, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     units = "draw × fold × seed" if hue == "draw" else "fold × seed"
@@ -65,7 +68,9 @@ def _plot_fold_points(frame: pd.DataFrame, summary: SweepSummary):
     return figure
 
 
-def _plot_paired(section: Comparison, name: str):
+def _plot_paired(section: Comparison, name: str, marks: dict[str, str] | None = None):
+    """Each row's paired Δ against the section's reference; `marks`: row label -> what its encoder
+    heard (`RowSummary.encoder_audio`), shown after the label where it heard the corpus."""
     from matplotlib.figure import Figure
 
     rows = section.rows
@@ -82,7 +87,7 @@ def _plot_paired(section: Comparison, name: str):
         for y, (delta, (low, high), colour) in enumerate(zip(deltas, intervals, colours)):
             ax.errorbar([delta], [y], xerr=[[delta - low], [high - delta]], fmt="o", color=colour, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(labels)), [marked_label(r, (marks or {}).get(r), markdown=False) for r in labels])
         ax.set_xlabel(f"Δ{title} (points)")  # the suptitle names the reference
         ax.grid(axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # once: the axes share y; the first row on top, as in the table

@@ -42,6 +42,10 @@ def format_report(summary: SweepSummary, figure_names: Sequence[str] = ()) -> st
         lines += ["", f"## Paired differences {section.title} ({pairs})", "",
                   "Each Δ is the row's score minus the reference's: positive means the row scored higher.", ""]
         lines += _paired_table(section.rows)
+        if section.unreached:
+            lines += ["", f"Not listed: {', '.join(section.unreached)}, which scored the same on every fold and seed "
+                          f"at each {grid['contrast']}; the setting does not reach "
+                          f"{'it' if len(section.unreached) == 1 else 'them'}."]
     lines += ["", summary.note]
     if summary.precision:
         lines += _precision_section(summary)

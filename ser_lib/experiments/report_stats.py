@@ -95,6 +95,7 @@ class Comparison:
     kind: str
     reference: str  # `paper`, `paper [loss.alpha=0.3, loss.beta=0.1]` or `model.encoder=tiny`
     rows: dict[str, dict]  # row label -> its Δ (`paired_against`) or precision plan (`precision.plan`)
+    unreached: list[str] = field(default_factory=list)  # methods left out of a contrast (`setting_blind_methods`)
 
     @property
     def title(self) -> str:
@@ -136,6 +137,7 @@ class SweepSummary:
         out = {"grid": self.grid["name"], "description": self.grid.get("description", ""), "sweep": self.sweep,
                "methods": {row.label: row.to_json() for row in self.rows},
                "paired": {section.title: section.rows for section in self.paired},
+               "unreached": {section.title: section.unreached for section in self.paired if section.unreached},
                "expected_folds": self.expected_folds, "trials": self.trials, "note": self.note,
                "machines": self.machines, "code": self.code}
         if self.along is not None:
@@ -264,6 +266,21 @@ def paired_along(frame: pd.DataFrame, key: str, reference, other_keys: list[str]
     return _paired(frame[~is_reference], frame[is_reference], ["method", *other_keys, *_unit_keys(frame)], summarize)
 
 
+def setting_blind_methods(frame: pd.DataFrame, key: str, other_keys: list[str]) -> list[str]:
+    """The methods whose every fold and seed scored the same at each value of grid key `key`: the
+    setting does not reach them (`smile-svm` and `model.encoder`), so their contrast is Δ = 0 by
+    construction and is left out of the contrast rather than printed as a result."""
+    metrics = [metric for metric, _ in METRICS]
+    blind = []
+    for method, group in frame.groupby("method", sort=False):
+        if group[key].astype(str).nunique() < 2:
+            continue
+        values_per_unit = group.groupby([*other_keys, *_unit_keys(frame)])[metrics].nunique(dropna=False)
+        if (values_per_unit <= 1).all(axis=None):
+            blind.append(method)
+    return blind
+
+
 def _unit_keys(frame: pd.DataFrame) -> list[str]:
     """What makes two rows one observation: the corpus draw (when the sweep has draws), the training
     seed and the fold."""
@@ -321,10 +338,11 @@ def comparisons(state: dict, frame: pd.DataFrame, summarize=None) -> list[Compar
         found.append(Comparison("own-setting", own_rows.iloc[0], paired_against(frame, point, "point", summarize)))
     contrast, values = state["grid"].get("contrast"), state["grid"]["grid"]
     if contrast is not None:
-        first = values[contrast][0]
-        rows = paired_along(frame, contrast, first, [k for k in values if k != contrast], summarize)
+        first, others = values[contrast][0], [k for k in values if k != contrast]
+        blind = setting_blind_methods(frame, contrast, others)
+        rows = paired_along(frame[~frame["method"].isin(blind)], contrast, first, others, summarize)
         if rows not in [section.rows for section in found]:  # a one-key grid whose first value is the own setting
-            found.append(Comparison("contrast", point_label({contrast: first}), rows))
+            found.append(Comparison("contrast", point_label({contrast: first}), rows, blind))
     return [section for section in found if section.rows]
 
 
